@@ -1,0 +1,3 @@
+from auditoryhum.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""Command-line layer: one parser definition per command, used by both entry points.
+
+Every command is reachable as a top-level script with the name SPEC.md gives
+(``python3 cluster_ag.py ...``) and as a subcommand of the ``auditoryhum`` console command
+(``auditoryhum cluster-ag ...``). Both build their parser from the same ``add_arguments``
+function, so their flags cannot drift. Command modules import heavy libraries only inside
+``run``, so ``--help`` is instant.
+"""
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import List, Optional
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # subcommand of `auditoryhum`
+    script: Optional[str]  # top-level script named in SPEC.md (None: subcommand only)
+    module: str  # auditoryhum.cli.<module> with add_arguments(parser, name) and run(args, name)
+    summary: str
+
+
+COMMANDS = [
+    Command("resample", "util_resample.py", "resample", "convert clips to one rate, channel count and sample format"),
+    Command("features-mfcc", "features_mfcc.py", "features_mfcc", "mean MFCC vector of every clip (N x 20 .npy)"),
+    Command("features-st", "features_st.py", "features_st", "sentence embedding of every clip's kept label (.npy)"),
+    Command("cluster-kmeans", "cluster_kmeans.py", "cluster", "k-means clustering of embedding rows, with silhouette and t-SNE plot"),
+    Command("cluster-ag", "cluster_ag.py", "cluster", "agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot"),
+    Command("cluster-spectral", "cluster_spectral.py", "cluster", "spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot"),
+    Command("cluster-hdbscan", "cluster_hdbscan.py", "cluster", "HDBSCAN density clustering, with silhouette, noise count and t-SNE plot"),
+    Command("composite-stats", "composite_label_stats.py", "composite_stats", "per-cluster label distributions and composite-label prompts"),
+    Command("merge", "util_merge_csv.py", "merge", "merge human annotations into MLLM labels (line-aligned)"),
+    Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),
+    Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
+]
+
+_BY_NAME = {c.name: c for c in COMMANDS}
+_BY_SCRIPT = {c.script: c for c in COMMANDS if c.script}
+
+
+def _module(command: Command):
+    return importlib.import_module(f"auditoryhum.cli.{command.module}")
+
+
+def _configure(parser: argparse.ArgumentParser, command: Command) -> None:
+    _module(command).add_arguments(parser, command.name)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or notes")
+
+
+def build_parser(command: Command, prog: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog or command.script or f"auditoryhum {command.name}", description=command.summary[0].upper() + command.summary[1:] + ".")
+    _configure(parser, command)
+    return parser
+
+
+def execute(command: Command, args: argparse.Namespace, prog: str) -> int:
+    """Run a parsed command; every foreseeable failure becomes one line on stderr and exit 1."""
+    from auditoryhum.errors import UserError
+    from auditoryhum.console import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        return int(_module(command).run(args, command.name) or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished outputs are complete, unfinished ones were not written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{prog}: error: out of memory; try fewer rows or a machine with more memory", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+
+
+def main_script(script: str, argv: Optional[List[str]] = None) -> None:
+    """Entry point of a top-level script (``cluster_ag.py`` etc.)."""
+    command = _BY_SCRIPT[script]
+    args = build_parser(command).parse_args(argv)
+    sys.exit(execute(command, args, command.script))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point of the ``auditoryhum`` console command."""
+    parser = argparse.ArgumentParser(
+        prog="auditoryhum",
+        description="AuditoryHuM: auditory scene label generation and clustering with MLLMs and a human in the loop.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sp = sub.add_parser(command.name, help=command.summary + (f" (= {command.script})" if command.script else ""), description=command.summary)
+        _configure(sp, command)
+    args = parser.parse_args(argv)
+    command = _BY_NAME[args.command]
+    sys.exit(execute(command, args, f"auditoryhum {command.name}"))

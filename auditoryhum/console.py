@@ -1,0 +1,44 @@
+"""What the toolkit tells the user while it works: notes, warnings and progress bars.
+
+stdout is reserved for the published output formats (``Silhouette Score <x>``, the
+composite-label statistics, ...); everything here goes to stderr. ``--quiet`` silences notes
+and progress bars, never warnings.
+"""
+
+import sys
+from typing import Iterable, Optional, TypeVar
+
+T = TypeVar("T")
+
+# Set once by the CLI from --quiet; library code never reads flags.
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = bool(quiet)
+
+
+def warn(message: str) -> None:
+    """A warning line: something the user should know about the result."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """An informational line (silenced by ``--quiet``)."""
+    if not _quiet:
+        print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def progress_enabled() -> bool:
+    """Progress bars show unless ``--quiet`` or stderr is not a terminal (logs, CI)."""
+    return not _quiet and sys.stderr.isatty()
+
+
+def progress(iterable: Iterable[T], desc: str, total: Optional[int] = None, unit: str = "clip") -> Iterable[T]:
+    """Wrap ``iterable`` in a progress bar (count, rate, ETA) when one should be shown."""
+    if not progress_enabled():
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)

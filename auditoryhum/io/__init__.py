@@ -1,0 +1,1 @@
+"""Everything that touches files: audio, line-aligned artefacts, atomic writes."""

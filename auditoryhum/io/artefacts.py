@@ -1,0 +1,213 @@
+"""The line-aligned artefacts of the pipeline, each read and written in exactly one place.
+
+* label file (``text_labels.csv``): one line per clip, ``word pair, word pair, ...``; UTF-8.
+* annotations file: like a label file, blank lines where a clip has no human annotation;
+  may be shorter than the clip list.
+* scores file (``top_label_scores.csv``): ``<i>, <path>, <label>, <score>`` per clip, i from 1.
+* cluster-id file: one integer per line.
+* NPY arrays: one row per clip.
+
+Every pairing of two artefacts goes through :func:`check_aligned`, which stops with both file
+names and both counts when they disagree.
+"""
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Iterable, List, Sequence
+
+import numpy as np
+
+from auditoryhum.errors import UserError
+from auditoryhum.io.atomic import atomic_write
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def read_text_lines(path: str, what: str = "file") -> List[str]:
+    """Read a UTF-8 text file as a list of lines (no line endings; ``\\r\\n`` accepted).
+
+    A final newline does not make an extra empty line; blank lines inside are kept, since
+    they carry meaning (an un-annotated clip). A file that is not UTF-8 is an error that
+    says where the first bad byte is.
+    """
+    raw = _read_bytes(path, what)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{what} {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); re-save it as UTF-8"
+        ) from None
+    if not text:
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def write_lines(path: str, lines: Iterable[str]) -> None:
+    """Atomically write one line per item (UTF-8, ``\\n``, final newline)."""
+    with atomic_write(path, "w") as f:
+        for line in lines:
+            f.write(line)
+            f.write("\n")
+
+
+def read_label_file(path: str) -> List[str]:
+    """Lines of a label file (one per clip, in sorted-path order)."""
+    return read_text_lines(path, "label file")
+
+
+def read_annotations(path: str) -> List[str]:
+    """Lines of a human-annotations file (blank = no annotation for that clip)."""
+    return read_text_lines(path, "annotations file")
+
+
+def check_aligned(name_a: str, count_a: int, name_b: str, count_b: int, b_may_be_shorter: bool = False) -> None:
+    """Stop when two line-aligned artefacts disagree in length.
+
+    ``b_may_be_shorter`` is for annotation files, which may end at the last annotated clip.
+    """
+    if count_a == count_b or (b_may_be_shorter and count_b < count_a):
+        return
+    relation = "at most" if b_may_be_shorter else "exactly"
+    raise UserError(
+        f"{name_b} has {count_b} lines but {name_a} has {count_a}; they must be line-aligned "
+        f"({relation} one line per clip, in sorted-path order)"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# scores files
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One row of a scores file: the clip's 1-based index, audio path, kept label and score."""
+
+    index: int
+    path: str
+    label: str
+    score: float
+
+
+def _parse_score(text: str, path: str, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"scores file {path} line {line}: score {text!r} is not a number") from None
+
+
+def read_scores(path: str) -> List[ScoreRow]:
+    """Read a scores file (rows ``<i>, <path>, <label>, <score>``).
+
+    RFC 4180 quoting is honoured. Unquoted rows with more than four fields (a path with a
+    comma in a file written by the reference pipeline) are read as index, path, label, score
+    with the extra fields joined back into the path.
+    """
+    rows = []
+    for number, line in enumerate(read_text_lines(path, "scores file"), start=1):
+        if not line.strip():
+            raise UserError(f"scores file {path} line {number} is blank; expected '<i>, <path>, <label>, <score>'")
+        fields = next(csv.reader([line], skipinitialspace=True))
+        if len(fields) < 4:
+            raise UserError(
+                f"scores file {path} line {number} has {len(fields)} fields; expected '<i>, <path>, <label>, <score>'"
+            )
+        if len(fields) > 4:
+            fields = [fields[0], ", ".join(fields[1:-2]), fields[-2], fields[-1]]
+        try:
+            index = int(fields[0])
+        except ValueError:
+            raise UserError(f"scores file {path} line {number}: index {fields[0]!r} is not an integer") from None
+        rows.append(ScoreRow(index, fields[1], fields[2].strip(), _parse_score(fields[3].strip(), path, number)))
+    return rows
+
+
+def _quote_field(text: str) -> str:
+    # RFC 4180 quoting only where needed, so ordinary rows keep the published byte format.
+    if any(c in text for c in ',"\n\r') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def format_score(score: float) -> str:
+    return "nan" if math.isnan(score) else repr(float(score))
+
+
+def format_score_row(row: ScoreRow) -> str:
+    return f"{row.index}, {_quote_field(row.path)}, {_quote_field(row.label)}, {format_score(row.score)}"
+
+
+def write_scores(path: str, rows: Sequence[ScoreRow]) -> None:
+    write_lines(path, (format_score_row(r) for r in rows))
+
+
+# ---------------------------------------------------------------------------------------
+# cluster-id files
+
+
+def read_cluster_ids(path: str) -> np.ndarray:
+    """Read a cluster-id file: one integer per line (HDBSCAN noise is -1)."""
+    ids = []
+    for number, line in enumerate(read_text_lines(path, "cluster-id file"), start=1):
+        try:
+            ids.append(int(line.strip()))
+        except ValueError:
+            raise UserError(f"cluster-id file {path} line {number}: {line!r} is not an integer cluster id") from None
+    return np.asarray(ids, dtype=np.int64)
+
+
+def write_cluster_ids(path: str, labels: Sequence[int]) -> None:
+    write_lines(path, (str(int(x)) for x in labels))
+
+
+# ---------------------------------------------------------------------------------------
+# NPY arrays
+
+
+def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
+    """Load a 2-D NPY array (one row per clip).
+
+    With ``require_finite`` (clustering), rows holding NaN or inf are an error that lists
+    them: they usually come from clips that failed to decode.
+    """
+    raw = _read_bytes(path, "NPY file")
+    try:
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError/OSError/EOFError variously for bad files
+        raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    if not isinstance(array, np.ndarray) or array.ndim != 2:
+        shape = getattr(array, "shape", None)
+        raise UserError(f"{path} must hold a 2-D array (one row per clip); it has shape {shape}")
+    if array.dtype.kind not in "fiu":
+        raise UserError(f"{path} holds {array.dtype} values; expected numbers")
+    if require_finite and array.dtype.kind == "f":
+        bad = np.flatnonzero(~np.all(np.isfinite(array), axis=1))
+        if bad.size:
+            shown = ", ".join(str(i + 1) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
+            raise UserError(
+                f"{path}: {bad.size} of {array.shape[0]} rows hold NaN or inf (rows {shown}, 1-based), "
+                f"usually clips that failed to decode; fix or remove those clips and recompute the features"
+            )
+    return array
+
+
+def save_matrix(path: str, array: np.ndarray) -> None:
+    """Atomically save a 2-D array as ``.npy``."""
+    with atomic_write(path, "wb") as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
+

@@ -1,0 +1,45 @@
+"""Figures: the t-SNE scatter of a clustering."""
+
+from typing import Optional
+
+import numpy as np
+
+from auditoryhum.io.atomic import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: str) -> None:
+    """Scatter 2-D ``points`` coloured by cluster (noise -1 in grey) into a 12x12 in PNG, atomically."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(12, 12))
+    try:
+        clusters = np.unique(labels)
+        cmap = plt.get_cmap("tab20" if clusters.size > 10 else "tab10")
+        for j, c in enumerate(clusters):
+            mask = labels == c
+            colour = "lightgrey" if c < 0 else cmap(j % cmap.N)
+            name = "noise" if c < 0 else f"cluster {c}"
+            ax.scatter(points[mask, 0], points[mask, 1], s=36, color=colour, label=name, alpha=0.85, linewidths=0)
+        if clusters.size <= 20:
+            ax.legend(loc="best", fontsize=9, markerscale=1.5)
+        ax.set_title(title, fontsize=14)
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def cluster_plot_title(algorithm_name: str, n_clusters: Optional[int], found: int, noise: int = 0) -> str:
+    if n_clusters is None:
+        return f"{algorithm_name}: {found} clusters found, {noise} noise points"
+    return f"{algorithm_name}, k = {n_clusters}"

