@@ -25,7 +25,7 @@ def check_source(source: str, flag: str) -> None:
         raise UserError(f"{flag} {source!r}: no such model folder; give a folder holding config.json or a hub id")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -36,7 +36,7 @@ def load_processor(processor_class: Any, source: str, flag: str, **kwargs):
     try:
         return processor_class.from_pretrained(os.path.expanduser(source), **kwargs)
     except Exception as exc:  # OSError, ValueError, hub errors: all mean "not a usable model here"
-        raise UserError(f"{flag}: cannot load a processor from {describe_source(source)}: {_first_line(exc)}") from None
+        raise UserError(f"{flag}: cannot load a processor from {describe_source(source)}: {first_line(exc)}") from None
 
 
 def load_pretrained(model_class: Any, source: str, flag: str, device: str = "cpu", dtype: Optional[Any] = None, **kwargs):
@@ -51,7 +51,7 @@ def load_pretrained(model_class: Any, source: str, flag: str, device: str = "cpu
     try:
         model = model_class.from_pretrained(os.path.expanduser(source), **kwargs)
     except Exception as exc:
-        raise UserError(f"{flag}: cannot load {model_class.__name__} from {describe_source(source)}: {_first_line(exc)}") from None
+        raise UserError(f"{flag}: cannot load {model_class.__name__} from {describe_source(source)}: {first_line(exc)}") from None
     if "device_map" not in kwargs and "quantization_config" not in kwargs:
         model = model.to(device)
     return model.eval()

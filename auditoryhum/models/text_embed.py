@@ -22,22 +22,22 @@ def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
     return list(index), inverse
 
 
-def load_sentence_model(model: str, device: str):
+def load_sentence_model(model: str, device: str, flag: str = "--st_model"):
     """Load a sentence-transformers model from a local folder or a Hugging Face hub id."""
     from sentence_transformers import SentenceTransformer
 
     from auditoryhum.console import progress_enabled
+    from auditoryhum.models.loader import check_source, describe_source, first_line
 
+    check_source(model, flag)
     if not progress_enabled():
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
     try:
-        return SentenceTransformer(model, device=device)
+        return SentenceTransformer(os.path.expanduser(model), device=device)
     except Exception as exc:  # hub, file and config errors come in many types
-        where = "folder" if os.path.isdir(model) else "hub id"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load sentence-transformers model from {where} {model!r}: {reason}") from None
+        raise UserError(f"{flag}: cannot load a sentence-transformers model from {describe_source(model)}: {first_line(exc)}") from None
 
 
 def embed_texts(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:

@@ -1,0 +1,177 @@
+"""Clustering: the paper's estimators exactly, and the cluster_*.py scripts end to end."""
+
+import numpy as np
+import pytest
+
+from auditoryhum import clustering
+from auditoryhum.errors import UserError
+from conftest import assert_one_line_error, run_script
+
+
+def blobs(n_per=12, centres=((0, 0, 0), (10, 0, 0), (0, 10, 0)), seed=0, scale=0.3):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([np.asarray(c, float) + scale * rng.standard_normal((n_per, len(c))) for c in centres])
+    truth = np.repeat(np.arange(len(centres)), n_per)
+    return X.astype(np.float32), truth
+
+
+def same_partition(a, b):
+    """True when two labelings group the rows identically (up to renaming)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_estimators_match_sklearn_called_directly():
+    from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
+    from sklearn.manifold import SpectralEmbedding
+    from sklearn.metrics import silhouette_score
+
+    X, _ = blobs(n_per=20, seed=3, scale=2.0)
+    k = 4
+    km = KMeans(n_clusters=k, init="k-means++", max_iter=300, random_state=100).fit_predict(X)
+    np.testing.assert_array_equal(clustering.kmeans(X, k).labels, km)
+    ag = AgglomerativeClustering(n_clusters=k, metric="euclidean", linkage="ward").fit_predict(X)
+    np.testing.assert_array_equal(clustering.agglomerative(X, k).labels, ag)
+    emb = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=30, random_state=100).fit_transform(X)
+    sp = KMeans(n_clusters=k, init="k-means++", max_iter=300, random_state=100).fit_predict(emb)
+    result = clustering.spectral(X, k)
+    np.testing.assert_array_equal(result.labels, sp)
+    np.testing.assert_allclose(result.space, emb)
+    assert clustering.silhouette(result.space, result.labels) == silhouette_score(emb, sp, metric="euclidean")
+    hd = HDBSCAN(min_cluster_size=5, min_samples=2, cluster_selection_epsilon=0.0001, copy=True).fit_predict(X)
+    np.testing.assert_array_equal(clustering.hdbscan(X, 5).labels, hd)
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "ag", "spectral"])
+def test_well_separated_blobs_are_recovered(algorithm):
+    X, truth = blobs(n_per=35)
+    result = clustering.cluster(algorithm, X, n_clusters=3)
+    assert same_partition(result.labels, truth)
+
+
+def test_hdbscan_recovers_blobs_and_flags_outlier():
+    X, truth = blobs(n_per=15)
+    X = np.vstack([X, [[50, 50, 50]]]).astype(np.float32)
+    result = clustering.hdbscan(X, 5)
+    assert result.labels[-1] == -1 and result.n_noise == 1 and result.n_clusters == 3
+    assert same_partition(result.labels[:-1], truth)
+
+
+def test_silhouette_undefined_cases():
+    X, _ = blobs(n_per=3)
+    assert clustering.silhouette(X, np.zeros(len(X), int)) is None
+    assert clustering.silhouette(X, np.arange(len(X))) is None
+
+
+def test_errors():
+    X, _ = blobs(n_per=2)
+    with pytest.raises(UserError, match=r"--n_clusters 6 is not smaller than the number of rows \(6\)"):
+        clustering.kmeans(X, 6)
+    with pytest.raises(UserError, match="at least 1"):
+        clustering.agglomerative(X, 0)
+    with pytest.raises(UserError, match="clustering needs at least 2"):
+        clustering.agglomerative(X[:1], 1)
+    with pytest.raises(UserError, match="NaN or inf"):
+        clustering.kmeans(np.array([[0.0], [np.nan], [1.0]]), 2)
+    with pytest.raises(UserError, match="all 6 points as noise"):
+        clustering.hdbscan(np.arange(6, dtype=float)[:, None] ** 3, 6)
+
+
+def test_small_inputs_get_fallbacks_with_notes():
+    X, _ = blobs(n_per=4)  # 12 rows < perplexity 35 and < 30 neighbours
+    notes = []
+    points = clustering.tsne_2d(X, notes)
+    assert points.shape == (12, 2) and "perplexity lowered from 35" in notes[0]
+    result = clustering.spectral(X, 3)
+    assert any("n_neighbors=11" in n for n in result.warnings)
+
+
+def test_kmeans_reports_fewer_distinct_clusters_than_asked():
+    X = np.array([[0.0, 0.0]] * 5 + [[1.0, 1.0]] * 5)
+    result = clustering.kmeans(X, 3)
+    assert result.n_clusters == 2
+    assert any("only 2 distinct clusters" in w for w in result.warnings)
+
+
+# --- the scripts ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def blob_npy(tmp_path):
+    X, truth = blobs(n_per=40)  # more than the spectral embedding's 30 neighbours per blob
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    return path, X, truth
+
+
+@pytest.mark.parametrize("script", ["cluster_kmeans.py", "cluster_ag.py", "cluster_spectral.py"])
+def test_cluster_script_end_to_end(tmp_path, blob_npy, script):
+    from sklearn.metrics import silhouette_score
+
+    path, X, truth = blob_npy
+    labels_csv, png = tmp_path / "out" / "labels.csv", tmp_path / "out" / "plot.png"
+    proc = run_script(script, "--cluster_npy", path, "--n_clusters", 3, "--label_csv", labels_csv, "--png_plot", png)
+    assert proc.returncode == 0, proc.stderr
+    labels = np.array([int(x) for x in labels_csv.read_text().splitlines()])
+    assert same_partition(labels, truth)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("Silhouette Score ")]
+    assert len(printed) == 1
+    space = clustering.spectral(X, 3).space if script == "cluster_spectral.py" else X
+    assert float(printed[0].split()[-1]) == pytest.approx(silhouette_score(space, labels), abs=1e-12)
+
+
+def test_hdbscan_script_reports_noise(tmp_path, blob_npy):
+    path, X, truth = blob_npy
+    X = np.vstack([X, [[40, 40, 40]]]).astype(np.float32)
+    np.save(path, X)
+    out = tmp_path / "h.csv"
+    proc = run_script("cluster_hdbscan.py", "--cluster_npy", path, "--min_cluster_size", 5, "--label_csv", out, "--png_plot", tmp_path / "h.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "HDBSCAN found 3 clusters; 1 of 121 points are noise (0.8%)" in proc.stdout
+    assert out.read_text().splitlines()[-1] == "-1"
+    assert (tmp_path / "h.png").exists()
+
+
+def test_single_label_clustering_writes_outputs_and_says_silhouette_undefined(tmp_path):
+    X = np.vstack([np.zeros((8, 2)), np.ones((8, 2)) * 5])
+    np.save(tmp_path / "x.npy", X)
+    proc = run_script("cluster_kmeans.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 1,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert proc.returncode == 0, proc.stderr
+    assert "Silhouette Score nan" in proc.stdout
+    assert "silhouette is undefined" in proc.stderr
+    assert (tmp_path / "l.csv").read_text() == "0\n" * 16 and (tmp_path / "p.png").exists()
+
+
+def test_k_not_smaller_than_rows_is_one_line_error_and_writes_nothing(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((5, 3)))
+    proc = run_script("cluster_ag.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 5,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "--n_clusters 5 is not smaller than the number of rows (5)")
+    assert not (tmp_path / "l.csv").exists() and not (tmp_path / "p.png").exists()
+
+
+def test_nan_rows_are_one_line_error(tmp_path):
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    X[[2, 7]] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    proc = run_script("cluster_spectral.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "2 of 10 rows hold NaN or inf (rows 3, 8, 1-based)")
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_all_noise_hdbscan_is_one_line_error(tmp_path):
+    np.save(tmp_path / "x.npy", (np.arange(6, dtype=float) ** 3)[:, None])
+    proc = run_script("cluster_hdbscan.py", "--cluster_npy", tmp_path / "x.npy", "--min_cluster_size", 6,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "HDBSCAN labelled all 6 points as noise", "lower --min_cluster_size")
+    assert not (tmp_path / "l.csv").exists()
+
+
+def test_too_few_rows_is_one_line_error(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 3)))
+    proc = run_script("cluster_kmeans.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 1,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "has 1 row(s); clustering needs at least 2")
