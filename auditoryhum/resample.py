@@ -97,8 +97,9 @@ def quantise(data: np.ndarray, bits: str) -> np.ndarray:
         return np.clip(np.rint(data * 2147483648.0), -2147483648, 2147483647).astype(np.int32)
     if bits == "flt":
         return data.astype(np.float32)
-    # u8 (libsndfile converts from float) and dbl
-    return np.clip(data, -1.0, 1.0).astype(np.float64) if bits == "u8" else data.astype(np.float64)
+    if bits == "u8":  # libsndfile converts float to unsigned 8-bit itself
+        return np.clip(data, -1.0, 1.0)
+    return data.astype(np.float64)
 
 
 def _is_target_format(info, target: Target) -> bool:
@@ -137,7 +138,8 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         samples = data.astype(np.float32) if lossy else quantise(data, target.bits)
         with atomic_write(destination, "wb", verify=lambda tmp: _verify(tmp, samples.shape[0], target)) as f:
             sf.write(f, samples, target.sampling_rate, subtype=subtype, format=info.format)
-        return Outcome(source, destination, "converted")
+        remark = f"{source}: {info.subtype} is a lossy codec, so --bits does not apply; kept {info.subtype}" if lossy else ""
+        return Outcome(source, destination, "converted", remark)
     except UserError as exc:
         return Outcome(source, destination, "failed", str(exc))
     except (OSError, ValueError, RuntimeError) as exc:

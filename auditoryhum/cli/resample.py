@@ -30,10 +30,13 @@ def run(args, name):
     for o in outcomes:
         if o.status == "failed":
             print(f"failed: {o.message}", flush=True)
+        elif o.message:
+            note(o.message)
     where = f"into {args.output_dir}" if args.output_dir else "in place"
     print(
         f"{len(outcomes)} files {where}: {counts['converted']} converted, {counts['unchanged']} already "
-        f"{args.sampling_rate} Hz / {args.channels} ch / {args.bits}, {counts['failed']} failed (left untouched)"
+        f"{args.sampling_rate} Hz / {args.channels} ch / {args.bits}, {counts['failed']} failed (left untouched)",
+        flush=True,
     )
     if counts["failed"]:
         note("failed files were not modified; fix or remove them and rerun (finished files are skipped)")
