@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source tools/ensure_venv.sh
+bash tools/ensure_browser.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m pytest -q "$@"

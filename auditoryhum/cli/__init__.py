@@ -33,6 +33,7 @@ COMMANDS = [
     Command("composite-stats", "composite_label_stats.py", "composite_stats", "per-cluster label distributions and composite-label prompts"),
     Command("merge", "util_merge_csv.py", "merge", "merge human annotations into MLLM labels (line-aligned)"),
     Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),
+    Command("select-review", "util_select_review.py", "select_review", "pick the worst-scored clips for human review; write the review page"),
     Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
 ]
 

@@ -211,3 +211,54 @@ def save_matrix(path: str, array: np.ndarray) -> None:
     with atomic_write(path, "wb") as f:
         np.save(f, np.asarray(array), allow_pickle=False)
 
+
+# ---------------------------------------------------------------------------------------
+# review selection files (util_select_review.py)
+
+SELECTION_HEADER = ["line", "path", "label", "score", "candidates"]
+
+
+@dataclass(frozen=True)
+class SelectionRow:
+    """One clip chosen for human review.
+
+    ``line`` is the clip's 1-based line in the scores file (and so in the label and
+    annotations files); ``candidates`` is the clip's whole line of the label file.
+    """
+
+    line: int
+    path: str
+    label: str
+    score: float
+    candidates: str
+
+
+def write_selection(path: str, rows: Sequence[SelectionRow]) -> None:
+    """Atomically write a selection CSV: header ``line,path,label,score,candidates``, RFC 4180 quoting."""
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(SELECTION_HEADER)
+        for row in rows:
+            writer.writerow([row.line, row.path, row.label, format_score(row.score), row.candidates])
+
+
+def read_selection(path: str) -> List[SelectionRow]:
+    """Read a selection CSV written by :func:`write_selection` (rows in file order, worst first)."""
+    text = "\n".join(read_text_lines(path, "selection file"))
+    records = list(csv.reader(io.StringIO(text)))
+    if not records or records[0] != SELECTION_HEADER:
+        raise UserError(f"selection file {path} must start with the header {','.join(SELECTION_HEADER)}")
+    rows = []
+    for number, fields in enumerate(records[1:], start=2):
+        if len(fields) != len(SELECTION_HEADER):
+            raise UserError(f"selection file {path} record {number} has {len(fields)} fields; expected {len(SELECTION_HEADER)}")
+        try:
+            line = int(fields[0])
+        except ValueError:
+            raise UserError(f"selection file {path} record {number}: line {fields[0]!r} is not an integer") from None
+        try:
+            score = float(fields[3])
+        except ValueError:
+            raise UserError(f"selection file {path} record {number}: score {fields[3]!r} is not a number") from None
+        rows.append(SelectionRow(line, fields[1], fields[2], score, fields[4]))
+    return rows
