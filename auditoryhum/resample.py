@@ -117,10 +117,15 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
 
     try:
         remove_stale_partials(destination)
+        if os.path.getsize(source) == 0:
+            raise AudioDecodeError(f"{source}: empty file (0 bytes)")
         try:
             info = sf.info(source)
         except (sf.SoundFileError, RuntimeError, OSError) as exc:
             raise AudioDecodeError(f"{source}: cannot decode audio ({str(exc).splitlines()[0]})") from None
+        # Checked before the format: a header-only file already in the target format is no clip either.
+        if info.frames == 0:
+            raise AudioDecodeError(f"{source}: holds no audio samples (zero-length file)")
         if _is_target_format(info, target):
             if os.path.abspath(source) != os.path.abspath(destination):
                 with open(source, "rb") as src, atomic_write(destination, "wb") as dst:

@@ -229,5 +229,6 @@ def test_atomic_write_creates_parent_folder(tmp_path):
 def test_remove_stale_partials(tmp_path):
     (tmp_path / ".clip.wav.abc123.partial").write_bytes(b"x")
     (tmp_path / ".other.wav.abc.partial").write_bytes(b"x")
+    (tmp_path / ".clip.wav.wav.xyz.partial").write_bytes(b"x")  # another file's temporary
     assert remove_stale_partials(str(tmp_path / "clip.wav")) == 1
-    assert sorted(os.listdir(tmp_path)) == [".other.wav.abc.partial"]
+    assert sorted(os.listdir(tmp_path)) == [".clip.wav.wav.xyz.partial", ".other.wav.abc.partial"]

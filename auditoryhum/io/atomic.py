@@ -8,6 +8,7 @@ leaves a half-written file under the target's name.
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator, Optional, Union
@@ -78,10 +79,12 @@ def remove_stale_partials(target: Union[str, Path]) -> int:
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
     removed = 0
-    prefix = partial_prefix(target)
+    # mkstemp's random part has no dots, so ".a.wav.<rnd>.partial" never matches a temporary
+    # of "a.wav.wav" (".a.wav.wav.<rnd>.partial") that a parallel job may be writing.
+    pattern = re.compile(re.escape(partial_prefix(target)) + r"[A-Za-z0-9_]+" + re.escape(PARTIAL_SUFFIX))
     with contextlib.suppress(OSError):
         for entry in os.scandir(parent):
-            if entry.name.startswith(prefix) and entry.name.endswith(PARTIAL_SUFFIX):
+            if pattern.fullmatch(entry.name):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed += 1
