@@ -43,3 +43,34 @@ def cluster_plot_title(algorithm_name: str, n_clusters: Optional[int], found: in
     if n_clusters is None:
         return f"{algorithm_name}: {found} clusters found, {noise} noise points"
     return f"{algorithm_name}, k = {n_clusters}"
+
+
+def save_sweep_plot(
+    ks: np.ndarray,
+    silhouette: np.ndarray,
+    adjusted: np.ndarray,
+    chosen_k: Optional[int],
+    penalty: float,
+    title: str,
+    path: str,
+) -> None:
+    """Silhouette and adjusted score against k, the chosen k marked, into a 12x6 in PNG, atomically."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(12, 6))
+    try:
+        marker = "o" if len(ks) <= 60 else None
+        ax.plot(ks, silhouette, marker=marker, ms=3, lw=1.2, color="tab:blue", label="silhouette")
+        ax.plot(ks, adjusted, marker=marker, ms=3, lw=1.2, color="tab:orange", label=f"adjusted (silhouette - {penalty:g} k)")
+        if chosen_k is not None:
+            i = int(np.flatnonzero(np.asarray(ks) == chosen_k)[0])
+            ax.axvline(chosen_k, color="tab:red", ls="--", lw=1, label=f"chosen k = {chosen_k}")
+            ax.plot([chosen_k, chosen_k], [silhouette[i], adjusted[i]], "o", color="tab:red", ms=7)
+        ax.set_xlabel("number of clusters k")
+        ax.set_ylabel("score")
+        ax.set_title(title, fontsize=14)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=9)
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)

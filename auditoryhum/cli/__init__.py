@@ -30,6 +30,7 @@ COMMANDS = [
     Command("cluster-ag", "cluster_ag.py", "cluster", "agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot"),
     Command("cluster-spectral", "cluster_spectral.py", "cluster", "spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot"),
     Command("cluster-hdbscan", "cluster_hdbscan.py", "cluster", "HDBSCAN density clustering, with silhouette, noise count and t-SNE plot"),
+    Command("sweep", "cluster_sweep.py", "sweep", "silhouette of every k in one process; adjusted score, lambda path, chosen k"),
     Command("composite-stats", "composite_label_stats.py", "composite_stats", "per-cluster label distributions and composite-label prompts"),
     Command("merge", "util_merge_csv.py", "merge", "merge human annotations into MLLM labels (line-aligned)"),
     Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),

@@ -262,3 +262,44 @@ def read_selection(path: str) -> List[SelectionRow]:
             raise UserError(f"selection file {path} record {number}: score {fields[3]!r} is not a number") from None
         rows.append(SelectionRow(line, fields[1], fields[2], score, fields[4]))
     return rows
+
+
+# ---------------------------------------------------------------------------------------
+# k-sweep tables (cluster_sweep.py)
+
+SWEEP_COLUMNS = ("k", "silhouette", "adjusted", "calinski_harabasz", "davies_bouldin", "singletons")
+
+
+def write_sweep_csv(path: str, columns: Sequence[Sequence[float]]) -> None:
+    """Write the k-sweep table: header ``k,silhouette,adjusted,calinski_harabasz,davies_bouldin,singletons``
+    then one row per k. ``columns`` holds the six columns in that order; scores are written in
+    full precision (``repr``), ``nan`` where undefined."""
+    if len(columns) != len(SWEEP_COLUMNS):
+        raise ValueError(f"expected {len(SWEEP_COLUMNS)} columns, got {len(columns)}")
+    ks, *scores, singletons = columns
+    lines = [",".join(SWEEP_COLUMNS)]
+    for i, k in enumerate(ks):
+        fields = [str(int(k))] + [format_score(float(col[i])) for col in scores] + [str(int(singletons[i]))]
+        lines.append(",".join(fields))
+    write_lines(path, lines)
+
+
+def read_sweep_csv(path: str) -> dict:
+    """Read a k-sweep table into ``{column: ndarray}`` (``k`` and ``singletons`` as integers)."""
+    lines = read_text_lines(path, "sweep table")
+    if not lines or lines[0].strip() != ",".join(SWEEP_COLUMNS):
+        raise UserError(f"sweep table {path} does not start with the header {','.join(SWEEP_COLUMNS)}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split(",")
+        if len(fields) != len(SWEEP_COLUMNS):
+            raise UserError(f"sweep table {path} line {number} has {len(fields)} fields; expected {len(SWEEP_COLUMNS)}")
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            raise UserError(f"sweep table {path} line {number} holds a field that is not a number") from None
+    table = np.asarray(rows, dtype=np.float64).reshape(-1, len(SWEEP_COLUMNS))
+    out = {name: table[:, i] for i, name in enumerate(SWEEP_COLUMNS)}
+    out["k"] = out["k"].astype(np.int64)
+    out["singletons"] = out["singletons"].astype(np.int64)
+    return out
