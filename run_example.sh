@@ -42,12 +42,17 @@ for feat in mfcc st; do
     echo
 done
 
-step "6. composite-label statistics of the agglomerative clusters of the label embeddings"
+step "6. choose k: the adjusted-silhouette sweep over every k of the label embeddings (one process)"
+$PY cluster_sweep.py --cluster_npy "$OUT/features/st.npy" --sweep_csv "$OUT/st_sweep.csv" \
+    --png_plot "$OUT/plots/st_sweep.png" --label_csv "$OUT/clusters/st_ag_chosen_k.csv" --quiet > "$OUT/logs/st_sweep.txt"
+head -n 4 "$OUT/logs/st_sweep.txt"
+
+step "7. composite-label statistics of the agglomerative clusters of the label embeddings"
 $PY composite_label_stats.py --label_csv "$OUT/clusters/st_ag.csv" \
     --top_label_scores_csv "$OUT/top_label_scores.csv" > "$OUT/composite_stats.txt"
 tail -n 2 "$OUT/composite_stats.txt"
 
-step "7. merge the human annotations into the MLLM labels"
+step "8. merge the human annotations into the MLLM labels"
 $PY util_merge_csv.py --csv1 "$OUT/text_labels.csv" --csv2 "$OUT/annotations.csv" --csv3 "$OUT/text_labels_merged.csv"
 
 step "summary: clusterings against the true scenes (adjusted Rand index; 1 = perfect)"
