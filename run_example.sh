@@ -11,6 +11,7 @@ K=6  # six scene types in the example
 start=$SECONDS
 rm -rf "$OUT"
 mkdir -p "$OUT/features" "$OUT/clusters" "$OUT/plots" "$OUT/logs"
+export AUDITORYHUM_RUN_LOG="$OUT/logs/run_log.jsonl"  # every command appends one line: the report's run manifest
 
 step() { echo; echo "== $*"; }
 
@@ -54,6 +55,11 @@ tail -n 2 "$OUT/composite_stats.txt"
 
 step "8. merge the human annotations into the MLLM labels"
 $PY util_merge_csv.py --csv1 "$OUT/text_labels.csv" --csv2 "$OUT/annotations.csv" --csv3 "$OUT/text_labels_merged.csv"
+
+step "9. the run report: $OUT/report.html (one self-contained page; open it in a browser)"
+$PY report.py --html "$OUT/report.html" --title "AuditoryHuM bundled example" \
+    --top_label_scores_csv "$OUT/top_label_scores.csv" --annotations "$OUT/annotations.csv" \
+    --sweep_csv "$OUT/st_sweep.csv" --cluster_csv "$OUT/clusters/st_ag.csv" --tsne_png "$OUT/plots/st_ag.png"
 
 step "summary: clusterings against the true scenes (adjusted Rand index; 1 = perfect)"
 auditoryhum example --summarize --out_dir "$OUT"

@@ -74,3 +74,51 @@ def save_sweep_plot(
             fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
+
+
+def save_score_histogram(
+    scores: np.ndarray,
+    threshold: Optional[float],
+    threshold_label: str,
+    title: str,
+    path: str,
+) -> None:
+    """Histogram of the finite ``scores`` into a 10x4 in PNG, atomically; the review threshold
+    (when not ``None``) drawn as a dashed line, the scores at or below it shaded.
+
+    NaN scores (clips with no usable label) are left out; the caller says how many there were.
+    """
+    plt = _pyplot()
+    values = np.asarray(scores, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    try:
+        # sqrt(N) bins, kept between 10 (a few clips) and 60 (thousands: the shape, not the noise).
+        bins = int(min(60, max(10, np.ceil(np.sqrt(max(values.size, 1))))))
+        ax.hist(values, bins=bins, color="tab:blue", alpha=0.85, edgecolor="white", linewidth=0.5)
+        if threshold is not None:
+            low = min(float(values.min()), threshold) if values.size else threshold
+            ax.axvspan(low, threshold, color="tab:red", alpha=0.08, lw=0)
+            ax.axvline(threshold, color="tab:red", ls="--", lw=1.5, label=threshold_label)
+            ax.legend(loc="upper left", fontsize=9)
+        ax.set_xlabel("CLAP score of the kept label (cosine similarity with the clip)")
+        ax.set_ylabel("clips")
+        ax.set_title(title, fontsize=13)
+        ax.grid(True, axis="y", alpha=0.3)
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def png_bytes(save, *args, **kwargs) -> bytes:
+    """Run one of this module's ``save_*`` functions into a temporary file and return the PNG
+    it wrote, for embedding in an HTML page (``save(*args, path=<temporary>, **kwargs)``)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="auditoryhum-plot-") as folder:
+        target = os.path.join(folder, "figure.png")
+        save(*args, path=target, **kwargs)
+        with open(target, "rb") as f:
+            return f.read()

@@ -35,6 +35,7 @@ COMMANDS = [
     Command("merge", "util_merge_csv.py", "merge", "merge human annotations into MLLM labels (line-aligned)"),
     Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),
     Command("select-review", "util_select_review.py", "select_review", "pick the worst-scored clips for human review; write the review page"),
+    Command("report", "report.py", "report", "one self-contained HTML report of a run from its artefacts"),
     Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
 ]
 
@@ -58,6 +59,13 @@ def build_parser(command: Command, prog: Optional[str] = None) -> argparse.Argum
 
 
 def execute(command: Command, args: argparse.Namespace, prog: str) -> int:
+    """Run a parsed command (see :func:`_execute`); with ``$AUDITORYHUM_RUN_LOG`` set, the run is appended to that log."""
+    from auditoryhum import run_log
+
+    return run_log.recorded(command.name, lambda: _execute(command, args, prog))
+
+
+def _execute(command: Command, args: argparse.Namespace, prog: str) -> int:
     """Run a parsed command; every foreseeable failure becomes one line on stderr and exit 1."""
     from auditoryhum.errors import UserError
     from auditoryhum.console import set_quiet

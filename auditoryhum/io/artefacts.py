@@ -212,6 +212,7 @@ def save_matrix(path: str, array: np.ndarray) -> None:
         np.save(f, np.asarray(array), allow_pickle=False)
 
 
+
 # ---------------------------------------------------------------------------------------
 # review selection files (util_select_review.py)
 
@@ -303,3 +304,65 @@ def read_sweep_csv(path: str) -> dict:
     out["k"] = out["k"].astype(np.int64)
     out["singletons"] = out["singletons"].astype(np.int64)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# taxonomy files (composite_label.py): one composite label per cluster
+
+TAXONOMY_HEADER = ["cluster", "composite_label", "n_clips", "top_labels"]
+
+
+@dataclass(frozen=True)
+class TaxonomyRow:
+    """One cluster's composite label, its size and its most frequent labels (as written)."""
+
+    cluster: int
+    composite_label: str
+    n_clips: int
+    top_labels: str
+
+
+def read_taxonomy_csv(path: str) -> List[TaxonomyRow]:
+    """Read a taxonomy CSV: header ``cluster,composite_label,n_clips,top_labels``, RFC 4180 quoting."""
+    text = "\n".join(read_text_lines(path, "taxonomy file"))
+    records = list(csv.reader(io.StringIO(text)))
+    if not records or [f.strip() for f in records[0]] != TAXONOMY_HEADER:
+        raise UserError(f"taxonomy file {path} must start with the header {','.join(TAXONOMY_HEADER)}")
+    rows = []
+    for number, fields in enumerate(records[1:], start=2):
+        if not fields:
+            continue
+        if len(fields) != len(TAXONOMY_HEADER):
+            raise UserError(f"taxonomy file {path} record {number} has {len(fields)} fields; expected {len(TAXONOMY_HEADER)}")
+        try:
+            cluster, n_clips = int(fields[0]), int(fields[2])
+        except ValueError:
+            raise UserError(f"taxonomy file {path} record {number}: cluster and n_clips must be integers") from None
+        rows.append(TaxonomyRow(cluster, fields[1].strip(), n_clips, fields[3].strip()))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# PNG figures (for embedding in a report)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class PngImage:
+    """A PNG file's bytes and its size in pixels (from its IHDR chunk)."""
+
+    data: bytes
+    width: int
+    height: int
+
+
+def read_png(path: str) -> PngImage:
+    """Read a PNG file whole, checking its signature and reading its size."""
+    data = _read_bytes(path, "PNG file")
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise UserError(f"{path} is not a PNG image")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if width == 0 or height == 0:
+        raise UserError(f"{path} is a PNG image of size {width} x {height}")
+    return PngImage(data, width, height)
