@@ -1,8 +1,12 @@
 """Composite labels: the per-cluster label distributions an LLM summarises into one label."""
 
+import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from auditoryhum.io.artefacts import TaxonomyRow
 
 COMPOSITE_PROMPT = (
     "Provide a short sentence to describe this set of audio samples. "
@@ -60,3 +64,156 @@ def format_stats_report(stats: ClusterLabelStats) -> str:
     out.append(f"Total labels: {len(stats.clusters_per_label)}")
     out.append(f"Total labels belonging to more than 1 cluster: {stats.n_shared_labels}")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# composite naming (composite_label.py): the instruction, the answer clean-up, the outputs
+
+# The system instruction sent with every cluster's prompt (COMPOSITE_PROMPT asks for "a short
+# sentence"; this asks for the concise, neutral label a taxonomy needs).
+COMPOSITE_SYSTEM_INSTRUCTION = (
+    "Answer with a short noun phrase of at most six words naming the auditory scene these clips share. "
+    "No preamble, no punctuation at the end."
+)
+
+# HDBSCAN's noise label. Its clips share no dense region, so no LLM is asked to name them: the
+# cluster is written with the fixed composite label NOISE_COMPOSITE_LABEL.
+NOISE_CLUSTER = -1
+NOISE_COMPOSITE_LABEL = "noise"
+
+DEFAULT_TOP_LABELS = 5
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_LINE_MARKUP = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+\u2022]\s+|\d{1,3}[.)]\s+)")
+_INLINE_MARKUP = re.compile(r"\*\*|__|`+|~~")
+_PREFIX = re.compile(r"^(?:composite\s+)?(?:label|name|answer|scene)\s*:\s*", re.IGNORECASE)
+_QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a"
+_END_PUNCTUATION = ".,;:!?\u2026\u3002"
+
+
+def _printable(text: str) -> str:
+    # Control and format characters (a random or broken model emits them) would corrupt the CSV
+    # or the terminal; U+FFFD marks bytes that decoded to nothing.
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf") or c == "\ufffd" else c for c in text)
+
+
+def clean_composite_answer(text: str) -> str:
+    """A model's answer as one clean composite label.
+
+    Steps: drop reasoning (``<think>...</think>``, or everything before a lone ``</think>``);
+    take the first line that holds text after list/heading/quote markers are removed; delete
+    inline markdown (``**``, ``__``, backticks, ``~~``) and control characters; drop a leading
+    ``Label:`` (also ``Composite label:``, ``Name:``, ``Answer:``, ``Scene:``); strip
+    surrounding quotes and trailing punctuation; collapse whitespace. Case is kept.
+
+    Parameters
+    ----------
+    text : str
+        The raw answer (new tokens only, special tokens skipped).
+
+    Returns
+    -------
+    label : str
+        The label, or ``""`` when nothing usable is left.
+
+    Examples
+    --------
+    >>> clean_composite_answer('**Label:** "Busy street traffic."\\nThese clips share cars.')
+    'Busy street traffic'
+    """
+    text = _THINK_BLOCK.sub("\n", text)
+    if re.search(r"</think>", text, re.IGNORECASE):
+        text = re.split(r"</think>", text, flags=re.IGNORECASE)[-1]
+    if re.search(r"<think>", text, re.IGNORECASE):
+        text = re.split(r"<think>", text, flags=re.IGNORECASE)[0]  # reasoning cut off by the token limit
+    for line in text.splitlines():
+        line = _INLINE_MARKUP.sub("", _printable(line)).strip()
+        line = _LINE_MARKUP.sub("", line).strip()
+        previous = None
+        while line != previous:
+            previous = line
+            line = _PREFIX.sub("", line)
+            line = line.strip().strip(_QUOTES).strip().rstrip(_END_PUNCTUATION)
+        line = " ".join(line.split())
+        if line:
+            return line
+    return ""
+
+
+def format_top_labels(distribution: Sequence[Tuple[str, int]], n: int = DEFAULT_TOP_LABELS) -> str:
+    """The ``top_labels`` field of a taxonomy row: the first ``n`` labels of a cluster's
+    distribution (by count, then name) as ``label (count), label (count), ...``."""
+    return ", ".join(f"{label} ({count})" for label, count in distribution[:n])
+
+
+@dataclass(frozen=True)
+class CompositeResult:
+    """What naming one cluster gave: the clean label (``""`` when it failed), the raw answer
+    (``None`` when no model was asked, as for noise) and the error, if any."""
+
+    label: str
+    answer: Optional[str] = None
+    error: Optional[str] = None
+
+
+def taxonomy_rows(stats: ClusterLabelStats, results: Dict[int, CompositeResult], top_labels: int = DEFAULT_TOP_LABELS) -> List[TaxonomyRow]:
+    """One taxonomy row per cluster, clusters ascending (a cluster without a result gets an empty label)."""
+    rows = []
+    for cluster, distribution in stats.per_cluster.items():
+        result = results.get(cluster)
+        rows.append(TaxonomyRow(
+            cluster=cluster,
+            composite_label=result.label if result else "",
+            n_clips=sum(count for _, count in distribution),
+            top_labels=format_top_labels(distribution, top_labels),
+        ))
+    return rows
+
+
+def composite_document(stats: ClusterLabelStats, results: Dict[int, CompositeResult], system_instruction: str,
+                       run: Dict[str, Any], top_labels: int = DEFAULT_TOP_LABELS) -> Dict[str, Any]:
+    """The JSON document of a composite-labelling run: every cluster's full label distribution,
+    the prompt sent, the raw answer and the label kept, and the label-to-cluster counts that
+    ``composite_label_stats.py`` prints.
+
+    Parameters
+    ----------
+    stats : ClusterLabelStats
+    results : dict of int to CompositeResult
+    system_instruction : str
+        The system message sent with every prompt.
+    run : dict
+        Backend, model and settings of the run (stored under ``"run"``).
+    top_labels : int
+        How many labels the taxonomy CSV's ``top_labels`` field holds.
+    """
+    clusters = []
+    for cluster, distribution in stats.per_cluster.items():
+        result = results.get(cluster, CompositeResult(""))
+        noise = cluster == NOISE_CLUSTER
+        clusters.append({
+            "cluster": cluster,
+            "noise": noise,
+            "composite_label": result.label,
+            "n_clips": sum(count for _, count in distribution),
+            "n_distinct_labels": len(distribution),
+            "top_labels": [{"label": label, "count": count} for label, count in distribution[:top_labels]],
+            "distribution": [{"label": label, "count": count} for label, count in distribution],
+            "prompt": None if noise else cluster_prompt(distribution),
+            "answer": result.answer,
+            "error": result.error,
+        })
+    return {
+        "format": "auditoryhum-composite-labels",
+        "version": 1,
+        "run": run,
+        "instruction": COMPOSITE_PROMPT,
+        "system_instruction": system_instruction,
+        "noise_cluster": {"id": NOISE_CLUSTER, "composite_label": NOISE_COMPOSITE_LABEL, "named_by_model": False},
+        "n_clips": sum(c["n_clips"] for c in clusters),
+        "n_clusters": len(clusters),
+        "clusters": clusters,
+        "labels": [{"label": label, "clusters": m} for label, m in stats.clusters_per_label],
+        "n_labels": len(stats.clusters_per_label),
+        "n_shared_labels": stats.n_shared_labels,
+    }

@@ -6,7 +6,7 @@ and progress bars, never warnings.
 """
 
 import sys
-from typing import Iterable, Optional, TypeVar
+from typing import Iterable, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -42,3 +42,38 @@ def progress(iterable: Iterable[T], desc: str, total: Optional[int] = None, unit
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    """Stands in for a progress bar when none is shown."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, unit: str = "clip"):
+    """A progress bar advanced by hand (``bar.update(n)``, ``bar.close()``), for loops over batches.
+
+    Returns an object with those two methods that shows nothing when bars are off.
+    """
+    if not progress_enabled():
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def report_failures(failures: Sequence[str], total: int) -> int:
+    """Print each failed clip and a summary on stderr; return the exit code (1 if any failed).
+
+    For the tools that carry on past a clip that cannot be processed and leave its row NaN.
+    """
+    if not failures:
+        return 0
+    for message in failures:
+        print(f"failed: {message}", file=sys.stderr)
+    print(f"{len(failures)} of {total} clips failed; their rows are NaN", file=sys.stderr)
+    return 1

@@ -7,6 +7,7 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
+    from auditoryhum.console import report_failures
     from auditoryhum.features import mfcc_features
     from auditoryhum.io.artefacts import save_matrix
     from auditoryhum.io.audio import expand_glob
@@ -16,15 +17,3 @@ def run(args, name):
     save_matrix(args.mfcc_npy, table.rows)
     print(f"MFCC features of {len(paths)} clips -> {args.mfcc_npy} shape {table.rows.shape}")
     return report_failures(table.failures, len(paths))
-
-
-def report_failures(failures, total):
-    """Print each failed clip and a summary; the exit code says whether any failed."""
-    import sys
-
-    if not failures:
-        return 0
-    for message in failures:
-        print(f"failed: {message}", file=sys.stderr)
-    print(f"{len(failures)} of {total} clips failed; their rows are NaN", file=sys.stderr)
-    return 1

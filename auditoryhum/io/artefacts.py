@@ -366,3 +366,29 @@ def read_png(path: str) -> PngImage:
     if width == 0 or height == 0:
         raise UserError(f"{path} is a PNG image of size {width} x {height}")
     return PngImage(data, width, height)
+
+
+# ---------------------------------------------------------------------------------------
+# taxonomy writer and composite-label JSON (composite_label.py)
+
+
+def write_taxonomy_csv(path: str, rows: Sequence[TaxonomyRow]) -> None:
+    """Atomically write a taxonomy CSV (read back by :func:`read_taxonomy_csv`): header
+    ``cluster,composite_label,n_clips,top_labels``, one row per cluster, RFC 4180 quoting."""
+    with atomic_write(path, "w") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(TAXONOMY_HEADER)
+        for row in rows:
+            writer.writerow([int(row.cluster), row.composite_label, int(row.n_clips), row.top_labels])
+
+
+def write_composite_json(path: str, document: dict) -> None:
+    """Atomically write the composite-label JSON document (UTF-8, indented, final newline).
+
+    Strict JSON: a NaN or infinity in ``document`` is an error, not a non-standard token.
+    """
+    import json
+
+    text = json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False)
+    with atomic_write(path, "w") as f:
+        f.write(text + "\n")

@@ -5,9 +5,10 @@ Every neural stage loads its model through :func:`load_pretrained` and its proce
 error, and device placement and evaluation mode are never forgotten.
 """
 
+import json
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from auditoryhum.errors import UserError
 
@@ -39,15 +40,45 @@ def load_processor(processor_class: Any, source: str, flag: str, **kwargs):
         raise UserError(f"{flag}: cannot load a processor from {describe_source(source)}: {first_line(exc)}") from None
 
 
+def check_model_type(source: str, flag: str, model_types: Sequence[str], what: str) -> None:
+    """Stop in one line when the local folder ``source`` holds no model, or a model of another kind.
+
+    ``model_types`` are the ``model_type`` values of ``config.json`` that ``what`` (e.g.
+    ``"a Qwen2-Audio model"``) may have. Hub ids are not checked here (loading them says enough).
+    """
+    folder = os.path.expanduser(source)
+    if not os.path.isdir(folder):
+        return
+    config_path = os.path.join(folder, "config.json")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{flag} {source!r} has no config.json; give the folder of a downloaded Hugging Face model ({what})") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{flag} {source!r}: cannot read config.json ({first_line(exc)})") from None
+    found = config.get("model_type") if isinstance(config, dict) else None
+    if found not in model_types:
+        raise UserError(
+            f"{flag} {source!r} holds a model of type {found!r}, not {what} (model type {' or '.join(model_types)})"
+        )
+
+
 def load_pretrained(model_class: Any, source: str, flag: str, device: str = "cpu", dtype: Optional[Any] = None, **kwargs):
     """Load ``model_class`` from ``source``, move it to ``device``, set evaluation mode.
 
     ``kwargs`` go to ``from_pretrained`` (e.g. ``quantization_config``, ``device_map``); when a
-    ``device_map`` is given the model is not moved afterwards.
+    ``device_map`` is given the model is not moved afterwards. A quantised model (a
+    ``quantization_config`` that is not ``None``) is placed on ``device`` while it loads,
+    since bitsandbytes weights cannot be moved afterwards.
     """
     check_source(source, flag)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if "quantization_config" in kwargs and kwargs["quantization_config"] is None:
+        del kwargs["quantization_config"]  # "no quantisation" loads like any other model
+    if "quantization_config" in kwargs and "device_map" not in kwargs:
+        kwargs["device_map"] = {"": device}
     try:
         model = model_class.from_pretrained(os.path.expanduser(source), **kwargs)
     except Exception as exc:

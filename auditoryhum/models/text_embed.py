@@ -1,11 +1,14 @@
-"""Sentence embeddings of labels (sentence-transformers).
+"""Text embeddings: sentence-transformers embeddings of labels, and CLAP text embeddings.
 
 Labels repeat heavily across clips (ADVANCE: 5,075 clips, 668 distinct kept labels), so each
-distinct text is embedded once and the rows are scattered back to clip order.
+distinct text is embedded once and the rows are scattered back to clip order
+(:func:`unique_texts`). CLAP text embeddings are also kept across runs in a persistent cache
+keyed by (model identity, text) (:mod:`auditoryhum.io.text_cache`).
 """
 
 import os
-from typing import List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Sequence, Tuple
 
 import numpy as np
 
@@ -52,3 +55,151 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = 32, show_progress
         distinct, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show_progress
     )
     return np.asarray(vectors, dtype=np.float32)[inverse]
+
+
+# ---------------------------------------------------------------------------------------
+# CLAP text embeddings (features_clap_text.py)
+
+CLAP_TEXT_NAMESPACE = "clap-text"
+
+
+def clap_model_identity(source: str, flag: str = "--clap_model") -> str:
+    """Identity of the CLAP model ``source`` for the text-embedding cache, without loading it.
+
+    A local folder: :func:`auditoryhum.io.text_cache.folder_identity` (config and file
+    sizes/mtimes). A hub id: the id and the commit of the snapshot it resolves to.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from auditoryhum.io.text_cache import folder_identity
+    from auditoryhum.models.loader import check_source, describe_source
+
+    folder = os.path.expanduser(source)
+    if os.path.isdir(folder):
+        return folder_identity(folder, flag)
+    check_source(source, flag)
+    from transformers.utils import cached_file
+
+    try:
+        config_path = Path(cached_file(source, "config.json"))
+    except Exception as exc:  # hub and file errors come in many types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{flag}: cannot find a model at {describe_source(source)}: {reason}") from None
+    snapshot = config_path.parent
+    if snapshot.parent.name == "snapshots":  # hub cache layout: .../snapshots/<commit>/
+        return hashlib.sha256(f"hub\0{source}\0{snapshot.name}".encode("utf-8")).hexdigest()[:32]
+    return folder_identity(snapshot, flag)
+
+
+class ClapTextEncoder:
+    """The CLAP text tower: ``ClapModel.get_text_features`` (projected, L2-normalised), batched."""
+
+    def __init__(self, model, tokenizer, device: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dim = int(model.config.text_config.projection_dim)
+        self.max_tokens = int(model.config.text_config.max_position_embeddings) - 2  # RoBERTa offsets positions by 2
+
+    @classmethod
+    def load(cls, source: str, device: str, flag: str = "--clap_model") -> "ClapTextEncoder":
+        """Load ``ClapModel`` and its tokenizer (via ``ClapProcessor``) from a folder or hub id."""
+        from transformers import ClapModel, ClapProcessor
+
+        from auditoryhum.console import progress_enabled
+        from auditoryhum.models.loader import check_model_type, load_pretrained, load_processor
+
+        check_model_type(source, flag, ("clap",), "a CLAP model")
+        if not progress_enabled():
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+        processor = load_processor(ClapProcessor, source, flag)
+        model = load_pretrained(ClapModel, source, flag, device=device)
+        return cls(model, processor.tokenizer, device)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts``: float32 rows, shape (len(texts), dim), in the order given.
+
+        Texts are batched by length, so a batch pads little; the attention mask keeps padding
+        out of every text's embedding.
+        """
+        import torch
+
+        from auditoryhum.console import progress_bar
+
+        rows = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        bar = progress_bar(len(texts), desc="CLAP text", unit="text") if show_progress else None
+        try:
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                tokens = self.tokenizer(
+                    [texts[i] for i in chosen], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+                )
+                with torch.inference_mode():
+                    out = self.model.get_text_features(
+                        input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+                    )
+                rows[chosen] = out.pooler_output.float().cpu().numpy()
+                if bar is not None:
+                    bar.update(len(chosen))
+        finally:
+            if bar is not None:
+                bar.close()
+        return rows
+
+
+@dataclass
+class TextRows:
+    """Embeddings of distinct texts, and where they came from."""
+
+    rows: np.ndarray  # float32, one row per text, in the order given
+    encoded: int  # texts run through the encoder in this call
+    cached: int  # texts found in the cache
+
+
+def embed_distinct_cached(
+    texts: Sequence[str],
+    encode: Callable[[List[str]], np.ndarray],
+    cache=None,
+) -> TextRows:
+    """Rows of the distinct ``texts``: from ``cache`` where present, else from ``encode``.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        Distinct texts (see :func:`unique_texts`).
+    encode : callable
+        ``encode(list_of_texts) -> array (len, D)``; called at most once, with the texts the
+        cache lacks, and not at all when it has them all (so a model can be loaded lazily).
+    cache : auditoryhum.io.text_cache.TextEmbeddingCache or None
+        Where rows are looked up and where new rows are added.
+    """
+    if len(set(texts)) != len(texts):
+        raise ValueError("embed_distinct_cached needs distinct texts; use unique_texts first")
+    found = cache.lookup(texts) if cache is not None else {}
+    missing = [t for t in texts if t not in found]
+    new_rows = np.asarray(encode(missing), dtype=np.float32) if missing else None
+    if new_rows is not None and cache is not None:
+        cache.add(missing, new_rows)
+    if new_rows is not None:
+        dim = new_rows.shape[1]
+    elif found:
+        dim = next(iter(found.values())).shape[0]
+    else:
+        dim = 0
+    rows = np.empty((len(texts), dim), dtype=np.float32)
+    new_index = {t: k for k, t in enumerate(missing)}
+    for i, text in enumerate(texts):
+        if text in found:
+            if found[text].shape[0] != dim:
+                raise UserError(
+                    f"the text-embedding cache holds {found[text].shape[0]}-d rows but the model gives {dim}-d; "
+                    f"delete the cache folder or use --no_cache"
+                )
+            rows[i] = found[text]
+        else:
+            rows[i] = new_rows[new_index[text]]
+    return TextRows(rows, len(missing), len(found))

@@ -1,0 +1,474 @@
+"""Text chat generation, and the composite-labelling run that uses it.
+
+Two backends answer a list of text prompts, each with the same system instruction:
+
+* :class:`HFChatBackend`: any local (or hub) Hugging Face chat model, text only, through its
+  chat template. A checkpoint of one of the audio-LLM families of
+  :mod:`auditoryhum.models.families` (the Qwen2.5-Omni thinker of the paper, Qwen3-Omni,
+  Qwen2-Audio, Gemma-3n) is loaded with that family's class and its processor's template;
+  anything else with ``AutoModelForCausalLM`` and ``AutoTokenizer``. The model is loaded
+  once; prompts are batched with the *text* padded on the left
+  (``tokenizer.padding_side = "left"``, set after loading); decoding is greedy (no sampling,
+  one beam, no repetition penalty, KV cache) after seeding everything with 100; only the new
+  tokens are decoded, special tokens skipped.
+* :class:`GeminiChatBackend`: a Gemini model through the robust client of
+  :mod:`auditoryhum.models.gemini` (its settings, key handling, retry and error policy), one
+  request per prompt (:meth:`~auditoryhum.models.gemini.GeminiLabeller.describe_text`).
+
+:func:`run_composite_labelling` asks a backend for every cluster's composite label (the
+prompt is :func:`auditoryhum.composite.cluster_prompt`), journals every answered batch beside
+the taxonomy CSV so that a killed run resumes (:class:`auditoryhum.io.checkpoint.Journal`),
+and writes the taxonomy CSV and the JSON document atomically at the end.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from auditoryhum.composite import (
+    COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER, NOISE_COMPOSITE_LABEL, ClusterLabelStats, CompositeResult,
+    clean_composite_answer, cluster_prompt, composite_document, taxonomy_rows,
+)
+from auditoryhum.console import note, progress_bar, progress_enabled, warn
+from auditoryhum.errors import UserError
+from auditoryhum.io.artefacts import write_composite_json, write_taxonomy_csv
+from auditoryhum.io.checkpoint import Journal
+from auditoryhum.models.device import Precision
+
+SEED = 100  # as the labellers (auditoryhum.models.labeller.seed_everything)
+DEFAULT_MAX_NEW_TOKENS = 32
+# Prompts per generate call. A cluster prompt is a few hundred tokens at most.
+DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
+# Greedy decoding whatever the checkpoint's generation_config.json says (chat checkpoints ship
+# sampling settings and repetition penalties); temperature/top_p at their neutral values only
+# override the checkpoint's, which would otherwise warn next to do_sample=False.
+GENERATION_SETTINGS = {"do_sample": False, "num_beams": 1, "use_cache": True, "temperature": 1.0, "top_p": 1.0,
+                       "repetition_penalty": 1.0}
+
+# One answered prompt: (index into the prompts given, raw answer or None, error or None).
+Answer = Tuple[int, Optional[str], Optional[str]]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face chat models
+
+
+@dataclass
+class ChatModel:
+    """A loaded chat model and what renders and tokenises its conversations.
+
+    ``template`` is the object whose ``apply_chat_template`` is used: the processor for an
+    audio-LLM family (its chat template lives there), else the tokenizer. ``structured``:
+    message contents are lists of ``{"type": "text", ...}`` items (processors) instead of
+    strings (tokenizers). ``system_in_user``: the template has no system role, so the system
+    instruction opens the user message instead.
+    """
+
+    model: Any
+    tokenizer: Any
+    template: Any
+    structured: bool
+    kind: str  # what was loaded, for messages: "Qwen2ForCausalLM", "Qwen2.5-Omni thinker", ...
+    family_key: Optional[str] = None
+    system_in_user: bool = False
+
+
+def _read_model_type(source: str, flag: str) -> str:
+    from transformers import AutoConfig
+
+    from auditoryhum.models.loader import check_source, describe_source
+
+    check_source(source, flag)
+    try:
+        config = AutoConfig.from_pretrained(os.path.expanduser(source))
+    except Exception as exc:  # OSError, ValueError, hub errors: no usable model there
+        raise UserError(f"{flag}: cannot read a model configuration from {describe_source(source)}: {_first_line(exc)}") from None
+    return str(getattr(config, "model_type", "") or "")
+
+
+def family_of_model_type(model_type: str):
+    """The audio-LLM family whose checkpoints have ``model_type`` (``None``: a plain causal LM)."""
+    from auditoryhum.models.families import FAMILIES
+
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    return None
+
+
+def system_message_for(family_key: Optional[str], instruction: str) -> str:
+    """The system message sent to a model: ``instruction``, after the Qwen identity prompt
+    for the Qwen Omni families, which are trained with it and misbehave without it."""
+    from auditoryhum.models.families import FAMILIES, QWEN_OMNI_SYSTEM_PROMPT
+
+    family = FAMILIES.get(family_key) if family_key else None
+    if family is not None and family.system_prompt == QWEN_OMNI_SYSTEM_PROMPT:
+        return f"{QWEN_OMNI_SYSTEM_PROMPT} {instruction}"
+    return instruction
+
+
+def load_chat_model(source: str, precision: Precision, flag: str = "--model") -> ChatModel:
+    """Load a chat model from a local folder or hub id, in evaluation mode, on ``precision``'s device.
+
+    Raises :class:`UserError` (one line naming ``flag``) for a missing folder, a folder that
+    holds no loadable model, or a model without a chat template.
+    """
+    import transformers
+
+    from auditoryhum.models.loader import describe_source, load_pretrained, load_processor
+
+    model_type = _read_model_type(source, flag)
+    family = family_of_model_type(model_type)
+    if family is not None:
+        processor = load_processor(transformers.AutoProcessor, source, flag)
+        tokenizer = processor.tokenizer
+        template, structured, model_class = processor, True, family.load_class()
+        if not getattr(processor, "chat_template", None):
+            template = tokenizer  # an older checkpoint keeps its (multimodal) template in the tokenizer
+        kind = f"{family.title} ({family.model_class})"
+    else:
+        tokenizer = load_processor(transformers.AutoTokenizer, source, flag)
+        template, structured, model_class = tokenizer, False, transformers.AutoModelForCausalLM
+        kind = ""  # the class AutoModelForCausalLM picks, known once loaded
+    if not (getattr(template, "chat_template", None) or getattr(tokenizer, "chat_template", None)):
+        raise UserError(
+            f"{flag}: the model in {describe_source(source)} has no chat template; give an instruction-tuned (chat) model"
+        )
+    # Batched generation continues every prompt from its last token: pad the text on the left.
+    # Set here, not in from_pretrained, which would also left-pad a processor's audio features.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError(f"{flag}: the tokenizer in {describe_source(source)} has neither a padding nor an end token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if not progress_enabled():
+        transformers.utils.logging.disable_progress_bar()
+    model = load_pretrained(
+        model_class, source, flag, precision.device,
+        dtype=precision.torch_dtype, quantization_config=precision.quantization_config(),
+    )
+    kind = kind or type(model).__name__
+    return ChatModel(model, tokenizer, template, structured, kind, family.key if family else None)
+
+
+def _template_text(chat: ChatModel) -> str:
+    template = getattr(chat.template, "chat_template", None) or getattr(chat.tokenizer, "chat_template", None) or ""
+    return template if isinstance(template, str) else " ".join(map(str, dict(template).values()))
+
+
+def _messages(chat: ChatModel, system: str, prompt: str) -> List[Dict[str, Any]]:
+    def content(text: str):
+        return [{"type": "text", "text": text}] if chat.structured else text
+
+    if chat.system_in_user:
+        return [{"role": "user", "content": content(f"{system}\n\n{prompt}")}]
+    return [{"role": "system", "content": content(system)}, {"role": "user", "content": content(prompt)}]
+
+
+def render_chat(chat: ChatModel, system: str, prompts: Sequence[str]) -> List[str]:
+    """The chat-templated text of each ``(system, prompt)`` conversation, ending with the generation prompt.
+
+    A template that rejects a system message (some have no system role) gets the system
+    instruction at the start of the user message instead, for this and every later call.
+    Thinking is switched off (``enable_thinking=False``) for templates that know that switch.
+    """
+    extra = {"enable_thinking": False} if "enable_thinking" in _template_text(chat) else {}
+
+    def render(prompt: str) -> str:
+        return chat.template.apply_chat_template(_messages(chat, system, prompt), add_generation_prompt=True,
+                                                 tokenize=False, **extra)
+
+    texts = []
+    for prompt in prompts:
+        try:
+            texts.append(render(prompt))
+        except Exception as exc:  # jinja2's TemplateError from the template's raise_exception
+            if chat.system_in_user:
+                raise UserError(f"the model's chat template cannot render a prompt: {_first_line(exc)}") from None
+            chat.system_in_user = True
+            note(f"the chat template rejects a system message ({_first_line(exc)}); "
+                 f"the instruction opens the user message instead")
+            try:
+                texts.append(render(prompt))
+            except Exception as exc2:
+                raise UserError(f"the model's chat template cannot render a prompt: {_first_line(exc2)}") from None
+    return texts
+
+
+def generate_batch(chat: ChatModel, system: str, prompts: Sequence[str], max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> List[str]:
+    """Answer one batch of prompts: greedy generation, new tokens only, special tokens skipped.
+
+    Parameters
+    ----------
+    chat : ChatModel
+        From :func:`load_chat_model` (its tokenizer pads on the left).
+    system : str
+        The system message of every conversation.
+    prompts : sequence of str
+        One user message per conversation.
+    max_new_tokens : int
+        At most this many generated tokens per answer.
+
+    Returns
+    -------
+    answers : list of str
+        The raw decoded answers, in input order. An answer does not depend on the other
+        prompts of its batch (left padding, attention mask).
+    """
+    import torch
+
+    if chat.tokenizer.padding_side != "left":
+        raise ValueError("generate_batch needs tokenizer.padding_side = 'left' (batched generation)")
+    texts = render_chat(chat, system, prompts)
+    # The template writes every special token itself (a <bos> included); the tokenizer must
+    # not add a second one.
+    inputs = chat.tokenizer(texts, padding=True, add_special_tokens=False, return_tensors="pt")
+    inputs = {name: value.to(chat.model.device) for name, value in inputs.items()}
+    settings = dict(GENERATION_SETTINGS, max_new_tokens=max_new_tokens, pad_token_id=chat.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        sequences = chat.model.generate(**inputs, **settings)
+    new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
+    return chat.tokenizer.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+class HFChatBackend:
+    """Composite labels from a Hugging Face chat model (see the module docstring).
+
+    The model is loaded on the first call of :meth:`answer` (a fully resumed run loads nothing),
+    but the system message, which depends on the model family, is known at construction.
+    """
+
+    name = "hf"
+
+    def __init__(self, source: str, precision: Precision, batch_size: Optional[int] = None,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, instruction: str = COMPOSITE_SYSTEM_INSTRUCTION,
+                 flag: str = "--model"):
+        self.source, self.precision, self.flag = source, precision, flag
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE.get(precision.device, 1)
+        if self.batch_size < 1:
+            raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+        if max_new_tokens < 1:
+            raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.max_new_tokens = max_new_tokens
+        self.family_key = getattr(family_of_model_type(_read_model_type(source, flag)), "key", None)
+        self.system = system_message_for(self.family_key, instruction)
+        self.chat: Optional[ChatModel] = None
+
+    def journal_key(self) -> Dict[str, Any]:
+        import transformers
+
+        from auditoryhum.models.labeller import model_identity
+
+        return {
+            "tool": "composite", "backend": self.name, "model": model_identity(self.source),
+            "system": self.system, "generation": dict(GENERATION_SETTINGS, max_new_tokens=self.max_new_tokens),
+            "seed": SEED, "device": self.precision.device, "dtype": self.precision.dtype,
+            "quantization": self.precision.quantization, "transformers": transformers.__version__,
+        }
+
+    def describe(self) -> Dict[str, Any]:
+        return {"backend": self.name, "model": self.source, "device": self.precision.device, "dtype": self.precision.dtype,
+                "quantization": self.precision.quantization, "max_new_tokens": self.max_new_tokens,
+                "generation": dict(GENERATION_SETTINGS, max_new_tokens=self.max_new_tokens), "seed": SEED}
+
+    def answer(self, prompts: Sequence[str]) -> Iterator[List[Answer]]:
+        """Yield the answers batch by batch (every prompt of a batch is answered, or the run stops)."""
+        import torch
+
+        if not prompts:
+            return
+        if self.chat is None:
+            from auditoryhum.models.labeller import seed_everything
+
+            note(self.precision.describe())
+            seed_everything(SEED)
+            self.chat = load_chat_model(self.source, self.precision, self.flag)
+            note(f"composite labels from {self.chat.kind}, {self.batch_size} clusters per batch")
+        for start in range(0, len(prompts), self.batch_size):
+            batch = list(prompts[start:start + self.batch_size])
+            try:
+                answers = generate_batch(self.chat, self.system, batch, self.max_new_tokens)
+            except UserError:
+                raise
+            except torch.cuda.OutOfMemoryError:
+                raise UserError("the accelerator ran out of memory; rerun with a smaller --batch_size "
+                                "(finished clusters are kept and skipped)") from None
+            except Exception as exc:  # a model that cannot generate: every later batch would fail too
+                raise UserError(f"{self.flag} {self.source!r}: generation failed ({type(exc).__name__}: {_first_line(exc)}); "
+                                f"finished clusters are kept, rerun the same command to resume") from None
+            yield [(start + k, text, None) for k, text in enumerate(answers)]
+
+
+# ---------------------------------------------------------------------------------------
+# Gemini
+
+
+class GeminiChatBackend:
+    """Composite labels from a Gemini model: one text request per cluster through
+    :class:`auditoryhum.models.gemini.GeminiLabeller` (retries, back-off, error classes).
+
+    A cluster whose request fails after its retries is recorded as failed and the run goes on;
+    an authentication error, an unknown model, or ``max_consecutive_failures`` failures in a
+    row stop the run (:class:`UserError`).
+    """
+
+    name = "gemini"
+
+    def __init__(self, settings, instruction: str = COMPOSITE_SYSTEM_INSTRUCTION):
+        self.settings = settings
+        self.system = instruction
+
+    def journal_key(self) -> Dict[str, Any]:
+        from auditoryhum.models.gemini import GENERATION_CONFIG
+
+        # Never the key or the endpoint (which only routes the same model).
+        return {"tool": "composite", "backend": self.name, "model": self.settings.model,
+                "system": self.system, "generation": GENERATION_CONFIG}
+
+    def describe(self) -> Dict[str, Any]:
+        from auditoryhum.models.gemini import GENERATION_CONFIG
+
+        return {"backend": self.name, "model": self.settings.model, "generation": GENERATION_CONFIG}
+
+    def answer(self, prompts: Sequence[str]) -> Iterator[List[Answer]]:
+        from auditoryhum.models import gemini
+
+        if not prompts:
+            return
+        client = gemini.GeminiLabeller(self.settings)
+        consecutive = 0
+        limit = self.settings.max_consecutive_failures
+        for i, prompt in enumerate(prompts):
+            try:
+                text, error = client.describe_text(prompt, self.system), None
+            except gemini.CallFailed as exc:
+                if exc.kind == gemini.RUN:
+                    raise UserError(f"stopped: {exc.message}") from None
+                text, error = None, exc.message
+            except (KeyboardInterrupt, UserError):
+                raise
+            except Exception as exc:  # never let an SDK message carrying the key escape unscrubbed
+                text, error = None, gemini.one_line(gemini.scrub(f"unexpected {type(exc).__name__}: {exc}", self.settings.api_key))
+            consecutive = consecutive + 1 if error is not None else 0
+            yield [(i, text, error)]
+            if limit and consecutive >= limit:
+                raise UserError(f"stopped after {consecutive} clusters in a row failed (last: {error}); the service, "
+                                f"the network or the quota is probably down (see --max_consecutive_failures)")
+
+
+# ---------------------------------------------------------------------------------------
+# the run: clusters -> prompts -> backend -> journal -> taxonomy CSV + JSON
+
+
+@dataclass
+class CompositeReport:
+    """What a composite-labelling run did."""
+
+    results: Dict[int, CompositeResult]
+    failures: List[str] = field(default_factory=list)  # one message per cluster that got no label
+    reused: int = 0  # clusters taken from the journal of an interrupted run
+    asked: int = 0  # clusters sent to the model in this run
+
+
+def _record_id(cluster: int) -> str:
+    return f"cluster {cluster}"
+
+
+def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str, json_path: str,
+                            top_labels: int, run_info: Optional[Dict[str, Any]] = None) -> CompositeReport:
+    """Name every cluster of ``stats`` with ``backend`` and write the taxonomy CSV and the JSON.
+
+    Parameters
+    ----------
+    stats : ClusterLabelStats
+        The clusters' label distributions (:func:`auditoryhum.composite.cluster_label_stats`).
+    backend : HFChatBackend or GeminiChatBackend
+        Anything with ``system``, ``journal_key()``, ``describe()`` and ``answer(prompts)``.
+    taxonomy_csv, json_path : str
+        The outputs, written atomically at the end; the journal lives beside ``taxonomy_csv``.
+    top_labels : int
+        Labels in each row's ``top_labels`` field.
+    run_info : dict, optional
+        Extra facts stored in the JSON document's ``"run"`` object (the input files).
+
+    Returns
+    -------
+    CompositeReport
+
+    Notes
+    -----
+    The noise cluster (-1, HDBSCAN) is not sent to the model: it is written with the label
+    :data:`auditoryhum.composite.NOISE_COMPOSITE_LABEL`. A cluster whose cleaned answer is
+    empty, or whose request failed, has an empty composite label, an ``error`` in the JSON,
+    and is retried by a rerun (the journal is kept for it).
+    """
+    if top_labels < 1:
+        raise UserError(f"--top_labels must be at least 1, got {top_labels}")
+    prompts = {c: cluster_prompt(d) for c, d in stats.per_cluster.items() if c != NOISE_CLUSTER}
+    journal = Journal.open(taxonomy_csv, backend.journal_key())
+    if journal.discarded_reason:
+        note(f"not resuming from the journal {journal.path}: {journal.discarded_reason}; starting over")
+
+    results: Dict[int, CompositeResult] = {}
+    if NOISE_CLUSTER in stats.per_cluster:
+        results[NOISE_CLUSTER] = CompositeResult(NOISE_COMPOSITE_LABEL)
+    for cluster, prompt in prompts.items():
+        record = journal.records.get(_record_id(cluster))
+        if record and record.get("fp") == _digest(prompt) and record.get("error") is None:
+            results[cluster] = CompositeResult(record["value"], record.get("answer"))
+    reused = sum(1 for c in prompts if c in results)
+    pending = [c for c in prompts if c not in results]
+    if reused:
+        note(f"resuming: {reused} of {len(prompts)} clusters already named (journal {journal.path})")
+
+    bar = progress_bar(len(pending), "composite labels", unit="cluster")
+    try:
+        for batch in backend.answer([prompts[c] for c in pending]):
+            records = []
+            for index, answer, error in batch:
+                cluster = pending[index]
+                label = clean_composite_answer(answer) if answer is not None else ""
+                if error is None and not label:
+                    error = f"the answer is empty after clean-up (raw answer {answer!r:.120})"
+                if error is not None:
+                    error = f"cluster {cluster}: {error}"
+                    warn(f"failed: {error}")
+                results[cluster] = CompositeResult(label if error is None else "", answer, error)
+                records.append({"id": _record_id(cluster), "fp": _digest(prompts[cluster]),
+                                "value": label if error is None else "", "answer": answer, "error": error})
+            journal.append(records)
+            bar.update(len(batch))
+    except UserError as exc:
+        done = sum(1 for c in prompts if c in results and results[c].error is None)
+        if done:
+            raise UserError(f"{exc} ({done} of {len(prompts)} clusters are named and kept in the journal "
+                            f"{journal.path}; rerun the same command to resume)") from None
+        journal.remove()  # nothing worth resuming: leave no stray journal behind
+        raise
+    except BaseException:
+        if not journal.records:
+            journal.remove()
+        raise
+    finally:
+        bar.close()
+        journal.close()
+
+    failures = [results[c].error for c in sorted(results) if results[c].error]
+    run = dict(backend.describe(), **(run_info or {}))
+    write_taxonomy_csv(taxonomy_csv, taxonomy_rows(stats, results, top_labels))
+    write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels))
+    if failures:
+        note(f"journal kept at {journal.path}: a rerun asks again only for the {len(failures)} failed cluster(s)")
+    else:
+        journal.remove()
+    return CompositeReport(results, failures, reused, len(pending))

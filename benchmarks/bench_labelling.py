@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Benchmark audio-LLM labelling throughput per family: batched vs one clip at a time.
+
+Default (mechanics only): the tiny random models of the four families from
+``tests/tiny_mllm_models.py`` (their ``random`` variant, which always generates the full 64
+new tokens, so every clip costs the same decoding work), on N synthetic clips of S seconds.
+The numbers measure the engine's batching (left-padded text, full-window audio padding,
+batched greedy generation), not the models: tiny models on a CPU are dominated by per-step
+overheads, real 7B models on a GPU by memory bandwidth, where batching pays far more.
+
+Real weights: give any of ``--qwen2a_model``, ``--qwen2_5o_model``, ``--qwen3o_model``,
+``--gemma3n_model`` (local folders or hub ids), optionally ``--audio 'clips/*.wav'`` for real
+clips, and ``--device cuda`` (``--quantization`` defaults to 4-bit NF4 there, as the paper);
+only the families given are measured.
+
+For each family the model is loaded once (load time reported, not counted), one warm-up batch
+runs, then all clips are labelled with ``--batch_size 1`` and with ``--batch_size B`` through
+the engine's per-batch step :func:`auditoryhum.models.labeller.label_batch` (feature
+extraction + generation + decoding; audio decoding happens before timing), repeated and
+interleaved (``--repeats``), the best time of each kept. The labels of the two runs are
+compared (greedy output must not depend on the batch).
+
+Usage: .venv/bin/python benchmarks/bench_labelling.py [--clips 16] [--seconds 10] [--batch_size 8]
+"""
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+FAMILY_KEYS = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n")
+
+
+def synthetic_clips(n: int, seconds: float, sr: int = 16000):
+    """``n`` clips of ``seconds`` s: tones over noise, a different mix in each."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(sr * seconds)) / sr
+    clips = []
+    for _ in range(n):
+        y = 0.05 * rng.standard_normal(t.size)
+        for f in rng.uniform(100, 6000, size=3):
+            y += 0.1 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        clips.append(y.astype(np.float32))
+    return clips
+
+
+def label_all(model, processor, family, clips, batch_size: int):
+    from auditoryhum.models.labeller import label_batch, user_prompt
+
+    labels = []
+    for start in range(0, len(clips), batch_size):
+        chunk = clips[start:start + batch_size]
+        labels += label_batch(model, processor, family, chunk, [user_prompt()] * len(chunk))
+    return labels
+
+
+def measure(family_key: str, source: str, precision, clips, batch_size: int, repeats: int = 2) -> dict:
+    import torch
+    import transformers
+    from auditoryhum.models.families import get_family
+    from auditoryhum.models.loader import load_pretrained, load_processor
+
+    transformers.utils.logging.disable_progress_bar()
+    family = get_family(family_key)
+    t0 = time.perf_counter()
+    processor = load_processor(family.load_processor_class(), source, family.model_flag)
+    processor.tokenizer.padding_side = "left"
+    model = load_pretrained(family.load_class(), source, family.model_flag, precision.device,
+                            dtype=precision.torch_dtype, quantization_config=precision.quantization_config())
+    load_s = time.perf_counter() - t0
+    label_all(model, processor, family, clips[:batch_size], batch_size)  # warm-up, both shapes
+    label_all(model, processor, family, clips[:1], 1)
+    result = {"family": family.title, "load_s": load_s}
+    best = {"one": float("inf"), "batched": float("inf")}
+    # Interleaved repeats, best time kept: a shared machine's load comes and goes.
+    for _ in range(repeats):
+        for name, size in (("one", 1), ("batched", batch_size)):
+            if precision.device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            labels = label_all(model, processor, family, clips, size)
+            if precision.device == "cuda":
+                torch.cuda.synchronize()
+                result[f"{name}_gpu_peak_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+            best[name] = min(best[name], time.perf_counter() - t0)
+            result[f"{name}_labels"] = labels
+    for name in best:
+        result[f"{name}_clips_per_s"] = len(clips) / best[name]
+    result["identical"] = result["one_labels"] == result["batched_labels"]
+    result["speedup"] = result["batched_clips_per_s"] / result["one_clips_per_s"]
+    del model
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=16, help="number of clips (default 16)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the synthetic clips (default 10 s)")
+    parser.add_argument("--batch_size", type=int, default=8, help="batched run's batch size (default 8)")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of each run; the best is kept (default 2)")
+    parser.add_argument("--families", nargs="+", choices=FAMILY_KEYS, default=None,
+                        help="families to measure (default: all with tiny models, or those given a model path)")
+    parser.add_argument("--audio", default=None, help="glob of real clips to label instead of synthetic ones (first --clips)")
+    for key in FAMILY_KEYS:
+        parser.add_argument(f"--{key}_model", default=None, help=f"real {key} checkpoint (folder or hub id)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
+    parser.add_argument("--quantization", default="auto", choices=["auto", "none", "4bit", "8bit"])
+    args = parser.parse_args()
+
+    import torch
+
+    from auditoryhum.io.audio import expand_glob, load_audio
+    from auditoryhum.models.device import resolve_precision
+
+    precision = resolve_precision(args.device, args.dtype, args.quantization)
+    real = {k: getattr(args, f"{k}_model") for k in FAMILY_KEYS if getattr(args, f"{k}_model")}
+    families = args.families or (list(real) if real else list(FAMILY_KEYS))
+    if args.audio:
+        clips = [load_audio(p, 16000)[0] for p in expand_glob(args.audio)[: args.clips]]
+        what = f"{len(clips)} clips from {args.audio}"
+    else:
+        clips = synthetic_clips(args.clips, args.seconds)
+        what = f"{len(clips)} synthetic {args.seconds:g} s clips"
+    print(f"labelling throughput: {what}; {precision.describe()}; torch threads {torch.get_num_threads()}")
+    print(f"batch size 1 vs {args.batch_size}; greedy, up to 64 new tokens per clip; best of {args.repeats} interleaved runs")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = {}
+        for key in families:
+            if key in real:
+                sources[key] = (real[key], "real weights")
+            else:
+                sys.path.insert(0, str(REPO / "tests"))
+                from tiny_mllm_models import tiny_model
+
+                sources[key] = (str(tiny_model(Path(tmp), key, "random")), "tiny random")
+        print()
+        print(f"{'family':14} {'weights':12} {'load s':>7} {'1 clip/s':>9} {f'{args.batch_size} clip/s':>9} {'speedup':>8}  labels identical")
+        for key in families:
+            source, kind = sources[key]
+            r = measure(key, source, precision, clips, args.batch_size, args.repeats)
+            print(f"{r['family']:14} {kind:12} {r['load_s']:7.1f} {r['one_clips_per_s']:9.2f} "
+                  f"{r['batched_clips_per_s']:9.2f} {r['speedup']:7.2f}x  {'yes' if r['identical'] else 'NO'}"
+                  + (f"  (GPU peak {r['one_gpu_peak_gib']:.1f} / {r['batched_gpu_peak_gib']:.1f} GiB)" if "one_gpu_peak_gib" in r else ""))
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB on Linux
+    print(f"\nprocess peak RSS {peak_rss:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

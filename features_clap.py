@@ -1,0 +1,6 @@
+#!/usr/bin/env python3
+"""CLAP audio embedding of every clip, deterministic per clip, as .npy. Run with --help for the flags (see README.md and SPEC.md)."""
+from auditoryhum.cli import main_script
+
+if __name__ == "__main__":
+    main_script("features_clap.py")

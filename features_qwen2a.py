@@ -1,0 +1,6 @@
+#!/usr/bin/env python3
+"""Qwen2-Audio audio-tower embedding of every clip, summed over time (.npy). Run with --help for the flags (see README.md and SPEC.md)."""
+from auditoryhum.cli import main_script
+
+if __name__ == "__main__":
+    main_script("features_qwen2a.py")

@@ -1,0 +1,6 @@
+#!/usr/bin/env python3
+"""Scene labels of every clip from Qwen3-Omni (one line per clip). Run with --help for the flags (see README.md and SPEC.md)."""
+from auditoryhum.cli import main_script
+
+if __name__ == "__main__":
+    main_script("label_qwen3o.py")
