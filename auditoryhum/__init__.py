@@ -7,4 +7,4 @@ functions that need them, so every command answers ``--help`` at once.
 
 __version__ = "0.1.0"
 
-from auditoryhum.errors import UserError  # noqa: E402,F401
+from auditoryhum.errors import UserError  # noqa: E402,F401  (re-exported: auditoryhum.UserError)

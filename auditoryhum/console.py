@@ -66,14 +66,17 @@ def progress_bar(total: int, desc: str, unit: str = "clip"):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
-def report_failures(failures: Sequence[str], total: int) -> int:
-    """Print each failed clip and a summary on stderr; return the exit code (1 if any failed).
+def report_failures(failures: Sequence[str], total: int, consequence: str = "their rows are NaN",
+                    unit: str = "clips", listed: bool = False) -> int:
+    """Print each failure and a summary on stderr; return the exit code (1 if any failed).
 
-    For the tools that carry on past a clip that cannot be processed and leave its row NaN.
+    For the tools that carry on past an item that cannot be processed. ``consequence`` says what
+    the output holds for the failed items; ``listed`` means each was already printed as it happened.
     """
     if not failures:
         return 0
-    for message in failures:
-        print(f"failed: {message}", file=sys.stderr)
-    print(f"{len(failures)} of {total} clips failed; their rows are NaN", file=sys.stderr)
+    if not listed:
+        for message in failures:
+            print(f"failed: {message}", file=sys.stderr)
+    print(f"{len(failures)} of {total} {unit} failed; {consequence}", file=sys.stderr)
     return 1

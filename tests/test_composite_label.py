@@ -495,7 +495,7 @@ def test_gemini_failed_cluster_is_recorded_and_a_rerun_asks_only_for_it(fake, tm
     proc = run_gemini(fake, ids, scores, out, "--max_retries", "1")
     assert proc.returncode == 1
     assert "failed: cluster 1: generate_content failed after 2 tries: HTTP 500" in proc.stderr
-    assert "1 of 3 clusters got no composite label" in proc.stderr and "Traceback" not in proc.stderr
+    assert "1 of 3 clusters failed; they got no composite label" in proc.stderr and "Traceback" not in proc.stderr
     assert [r.composite_label for r in read_taxonomy_csv(str(out))] == ["noise", "Car Horn scene", "", "Rain Falling scene"]
     assert json.loads(out.with_suffix(".json").read_text())["clusters"][2]["error"].startswith("cluster 1: ")
     assert journal_of(out).exists()

@@ -1,6 +1,5 @@
 """End-to-end tests of the non-clustering scripts, run as a user would."""
 
-import math
 import subprocess
 import sys
 

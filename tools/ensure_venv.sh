@@ -21,7 +21,9 @@ if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements.txt"
     # the package itself, editable, for the `auditoryhum` command
-    "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+    # (setuptools' editable-install banner is noise: show the log only if it fails)
+    "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT" > "$VENV/.editable-install.log" 2>&1 \
+        || { cat "$VENV/.editable-install.log" >&2; exit 1; }
     echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -13,18 +13,10 @@ one ``error:`` line for a problem with the inputs or flags, or a run that had to
 (finished clusters are kept for the rerun).
 """
 
-import argparse
-
-
-def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
 
 def add_arguments(parser, name):
     from auditoryhum.cli.label import add_precision_arguments
+    from auditoryhum.cli.label_gemini import add_gemini_arguments
     from auditoryhum.composite import DEFAULT_TOP_LABELS
     from auditoryhum.models import gemini
     from auditoryhum.models.chat import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
@@ -50,24 +42,7 @@ def add_arguments(parser, name):
                              f"which its thinking also spends")
     defaults = ", ".join(f"{d} {n}" for d, n in DEFAULT_BATCH_SIZE.items())
     add_precision_arguments(parser, f"hf: clusters per generation batch (default per device: {defaults})")
-    group = parser.add_argument_group("gemini backend")
-    group.add_argument("--api_key", default=None,
-                       help="API key; better set GEMINI_API_KEY or GOOGLE_API_KEY (GOOGLE_API_KEY wins if both are set), "
-                            "since a flag is visible to other users in the process list. Never printed")
-    group.add_argument("--base_url", default=None,
-                       help=f"send requests to this endpoint (gateway, proxy, regional endpoint) instead of the default; "
-                            f"default: ${gemini.BASE_URL_ENV_VAR} if set")
-    group.add_argument("--max_retries", type=int, default=gemini.DEFAULT_MAX_RETRIES,
-                       help=f"retries of a request after a rate limit (429), server error (500, 502, 503, 504), timeout or "
-                            f"connection error (default {gemini.DEFAULT_MAX_RETRIES}); other errors are not retried")
-    group.add_argument("--timeout", type=_number, default=gemini.DEFAULT_TIMEOUT_S,
-                       help=f"seconds each request may take (default {gemini.DEFAULT_TIMEOUT_S:g})")
-    group.add_argument("--retry_base_delay", type=_number, default=gemini.DEFAULT_RETRY_BASE_DELAY_S,
-                       help=f"first back-off delay in seconds, doubled per retry up to {gemini.RETRY_MAX_DELAY_S:g} s, with "
-                            f"jitter (default {gemini.DEFAULT_RETRY_BASE_DELAY_S:g}); a delay the server asks for is honoured")
-    group.add_argument("--max_consecutive_failures", type=int, default=gemini.DEFAULT_MAX_CONSECUTIVE_FAILURES,
-                       help=f"stop when this many clusters in a row fail after their retries (default "
-                            f"{gemini.DEFAULT_MAX_CONSECUTIVE_FAILURES}; 0: never); a rerun resumes")
+    add_gemini_arguments(parser.add_argument_group("gemini backend"), "clusters")
 
 
 def default_json_path(taxonomy_csv: str) -> str:
@@ -79,32 +54,23 @@ def default_json_path(taxonomy_csv: str) -> str:
 
 
 def _gemini_backend(args, instruction):
+    from auditoryhum.cli.label_gemini import gemini_settings
     from auditoryhum.console import note
     from auditoryhum.errors import UserError
-    from auditoryhum.models import gemini
     from auditoryhum.models.chat import GeminiChatBackend
 
     if not args.model.strip():
         raise UserError("--model is empty; give a Gemini model id, e.g. --model gemini-2.5-flash")
-    api_key, key_source = gemini.resolve_api_key(args.api_key)
-    settings = gemini.GeminiSettings(
-        model=args.model.strip(), api_key=api_key, base_url=gemini.resolve_base_url(args.base_url),
-        timeout_s=args.timeout, max_retries=args.max_retries, retry_base_delay_s=args.retry_base_delay,
-        max_consecutive_failures=args.max_consecutive_failures,
-    )
-    settings.check()
-    if key_source == "--api_key":
-        note("the API key was given with --api_key, which other users can see in the process list; "
-             "GEMINI_API_KEY in the environment is safer")
+    settings, key_source = gemini_settings(args, args.model.strip())
     endpoint = f" via {settings.base_url}" if settings.base_url else ""
     note(f"composite labels from {settings.model}{endpoint} (key from {key_source}, up to {settings.max_retries} retries per request)")
-    return GeminiChatBackend(settings, instruction), api_key
+    return GeminiChatBackend(settings, instruction), settings.api_key
 
 
 def run(args, name):
     import os
-    import sys
 
+    from auditoryhum.console import report_failures
     from auditoryhum.composite import COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER, cluster_label_stats
     from auditoryhum.errors import UserError
     from auditoryhum.io.artefacts import check_aligned, read_cluster_ids, read_scores
@@ -142,27 +108,19 @@ def run(args, name):
     from auditoryhum.models.chat import run_composite_labelling
 
     run_info = {"label_csv": args.label_csv, "top_label_scores_csv": args.top_label_scores_csv}
-    try:
-        report = run_composite_labelling(stats, backend, args.taxonomy_csv, json_path, args.top_labels, run_info)
-    except (UserError, KeyboardInterrupt):
-        raise
-    except Exception as exc:
-        if api_key is None:
-            raise
-        from auditoryhum.models import gemini
+    def work():
+        return run_composite_labelling(stats, backend, args.taxonomy_csv, json_path, args.top_labels, run_info)
 
-        # Never let an SDK message carrying the key reach a traceback.
-        message = gemini.one_line(gemini.scrub(f"{type(exc).__name__}: {exc}", api_key))
-        raise UserError(f"unexpected failure ({message}); finished clusters are kept, rerun the same command to resume") from None
+    if api_key is None:
+        report = work()
+    else:
+        from auditoryhum.cli.label_gemini import without_key_in_errors
+
+        report = without_key_in_errors(api_key, work, "clusters")
 
     named = sum(1 for c, r in report.results.items() if c != NOISE_CLUSTER and r.error is None)
     total = sum(1 for c in stats.per_cluster if c != NOISE_CLUSTER)
     noise = " (+ the noise cluster -1, labelled noise)" if NOISE_CLUSTER in stats.per_cluster else ""
     print(f"composite labels of {named} of {total} clusters{noise} -> {args.taxonomy_csv}, {json_path}")
-    if not report.failures:
-        return 0
-    for message in report.failures:
-        print(f"failed: {message}", file=sys.stderr)
-    print(f"{len(report.failures)} of {total} clusters got no composite label; their composite_label is empty "
-          f"(rerun the same command to ask again only for those)", file=sys.stderr)
-    return 1
+    return report_failures(report.failures, total, "they got no composite label: their composite_label is empty "
+                           "(rerun the same command to ask again only for those)", unit="clusters")

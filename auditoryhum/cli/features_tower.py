@@ -24,8 +24,7 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
-    import sys
-
+    from auditoryhum.console import report_failures
     from auditoryhum.io.audio import expand_glob
     from auditoryhum.models.device import resolve_precision
     from auditoryhum.models.families import get_family
@@ -42,10 +41,4 @@ def run(args, name):
     report = run_tower_embeddings(family, model_source, paths, args.output_npy, precision,
                                   batch_size=args.batch_size)
     print(f"{family.title} tower embeddings of {len(paths)} clips -> {args.output_npy} shape {report.rows.shape}")
-    if not report.failures:
-        return 0
-    for message in report.failures:
-        print(f"failed: {message}", file=sys.stderr)
-    print(f"{len(report.failures)} of {len(paths)} clips failed; their rows are NaN "
-          f"(rerun the same command to retry only those)", file=sys.stderr)
-    return 1
+    return report_failures(report.failures, len(paths), "their rows are NaN (rerun the same command to retry only those)")

@@ -40,13 +40,11 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
-    import sys
-
-    from auditoryhum.io.artefacts import check_aligned, read_annotations
+    from auditoryhum.console import report_failures
     from auditoryhum.io.audio import expand_glob
     from auditoryhum.models.device import resolve_precision
     from auditoryhum.models.families import get_family
-    from auditoryhum.models.labeller import run_labelling, user_prompt
+    from auditoryhum.models.labeller import run_labelling
     from auditoryhum.models.loader import check_model_type, check_source
 
     family = get_family(FAMILY_OF_COMMAND[name])
@@ -55,22 +53,27 @@ def run(args, name):
     # Flag mistakes first: they cost nothing to find, unlike importing torch.
     check_source(model_source, family.model_flag)
     check_model_type(model_source, family.model_flag, family.model_types, family.what)
-    hints = []
-    if args.annotations:
-        hints = read_annotations(args.annotations)
-        check_aligned(f"--filedir {args.filedir!r} ({len(paths)} clips)", len(paths),
-                      f"annotations file {args.annotations}", len(hints), b_may_be_shorter=True)
-    prompts = [user_prompt(hints[i] if i < len(hints) else None) for i in range(len(paths))]
+    prompts = clip_prompts(args, paths)
     precision = resolve_precision(args.device, args.dtype, args.quantization)
     report = run_labelling(
         family, model_source, paths, prompts, args.text_label_csv,
         precision, batch_size=args.batch_size, long_audio=args.long_audio,
     )
     print(f"{family.title} labels of {len(paths)} clips -> {args.text_label_csv}")
-    if not report.failures:
-        return 0
-    for message in report.failures:
-        print(f"failed: {message}", file=sys.stderr)
-    print(f"{len(report.failures)} of {len(paths)} clips failed; their label lines are empty "
-          f"(rerun the same command to retry only those)", file=sys.stderr)
-    return 1
+    return report_failures(report.failures, len(paths), "their label lines are empty (rerun the same command to retry only those)")
+
+
+def clip_prompts(args, paths):
+    """The user prompt of every clip: the published prompt, plus its ``--annotations`` hint if any.
+
+    The annotations file is line-aligned with the sorted clips and may be shorter.
+    """
+    from auditoryhum.io.artefacts import check_aligned, read_annotations
+    from auditoryhum.models.labeller import user_prompt
+
+    hints = []
+    if args.annotations:
+        hints = read_annotations(args.annotations)
+        check_aligned(f"--filedir {args.filedir!r} ({len(paths)} clips)", len(paths),
+                      f"annotations file {args.annotations}", len(hints), b_may_be_shorter=True)
+    return [user_prompt(hints[i] if i < len(hints) else None) for i in range(len(paths))]
