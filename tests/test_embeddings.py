@@ -7,13 +7,17 @@ import math
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import assert_one_line_error, run_script, write_tone
+from conftest import REPO, assert_one_line_error, run_script, write_tone
 from tiny_embed_models import TINY_AST_HIDDEN, TINY_PROJECTION_DIM, build_tiny_ast, build_tiny_clap
 
 LONG_CLIP = "b_long.wav"  # over CLAP's 10 s window: random crops unless seeded
@@ -244,6 +248,128 @@ def test_features_clap_wrong_model_folder_gives_one_line(clips, tmp_path):
     proc = run_script("features_clap.py", "--filedir", f"{clips}/*.wav", "--clap_model", clips, "--clap_npy", tmp_path / "y.npy")
     assert_one_line_error(proc, "--clap_model", "config.json")
     assert not (tmp_path / "y.npy").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# resuming features_clap.py / features_ast.py from their journal
+
+
+@pytest.fixture(scope="session")
+def many_clips(tmp_path_factory, clips):
+    """The five clips above plus seven short tones: enough batches of one to kill a run mid-way."""
+    folder = tmp_path_factory.mktemp("embed_many")
+    for p in clips.iterdir():
+        shutil.copy(p, folder / p.name)
+    for k in range(7):
+        write_tone(folder / f"t{k}.wav", seconds=0.5 + 0.25 * k, freq=300.0 + 150 * k)
+    return folder
+
+
+def _clap_args(folder, model, out, batch_size):
+    return ["--filedir", f"{folder}/*.wav", "--clap_model", model, "--clap_npy", out,
+            "--batch_size", batch_size, "--device", "cpu"]
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_features_clap_resumes_after_a_kill_with_another_batch_size(models, many_clips, tmp_path):
+    """SIGKILL a run once its journal holds finished clips; the rerun (another batch size) skips
+    them and writes the same bytes as an uninterrupted run."""
+    n = len(list(many_clips.glob("*.wav")))
+    full = tmp_path / "full.npy"
+    proc = run_script("features_clap.py", *_clap_args(many_clips, models["clap_fused"], full, 4))
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / ".full.npy.journal").exists()
+
+    out = tmp_path / "killed.npy"
+    journal = tmp_path / ".killed.npy.journal"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, str(REPO / "features_clap.py"), *map(str, _clap_args(many_clips, models["clap_fused"], out, 1))],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + two clips
+                break
+            time.sleep(0.005)
+        assert child.poll() is None, "the run finished before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert not out.exists()  # the NPY is only ever written complete
+    done = journal.read_bytes().count(b"\n") - 1
+    assert 2 <= done < n
+
+    rerun = run_script("features_clap.py", *_clap_args(many_clips, models["clap_fused"], out, 3))
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = int(re.search(rf"resuming: (\d+) of {n} clips already embedded", rerun.stderr).group(1))
+    assert done <= resumed < n
+    assert f"CLAP embeddings of {n} clips -> {out} shape ({n}, {TINY_PROJECTION_DIM})" in rerun.stdout
+    assert out.read_bytes() == full.read_bytes()
+    assert not journal.exists()
+
+
+def _run_embed(kind, model, folder, out, batch_size=2):
+    from auditoryhum.io.audio import expand_glob
+    from auditoryhum.models.audio_embed import ASTEmbedder, ClapAudioEmbedder, run_clip_embeddings
+
+    loader = ASTEmbedder if kind == "ast" else ClapAudioEmbedder
+    return run_clip_embeddings(loader, model, f"--{kind}_model", "cpu", expand_glob(f"{folder}/*.wav"), str(out), batch_size)
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+@pytest.mark.parametrize("kind", ["clap_fused", "ast"])
+def test_failed_clips_are_retried_on_rerun(kind, models, clips_with_corrupt, tmp_path, capsys):
+    folder = tmp_path / "clips"
+    shutil.copytree(clips_with_corrupt, folder)
+    out = tmp_path / "e.npy"
+    journal = tmp_path / ".e.npy.journal"
+    short = kind.split("_")[0]
+    first, reused = _run_embed(short, models[kind], folder, out)
+    assert reused == 0 and len(first.failures) == 2
+    assert "c0_empty.wav" in first.failures[0] and "c1_garbage.wav" in first.failures[1]
+    assert np.isnan(first.rows[[3, 4]]).all() and np.isfinite(np.delete(first.rows, [3, 4], axis=0)).all()
+    assert np.array_equal(np.load(out), first.rows, equal_nan=True)
+    assert journal.exists()
+    assert "a rerun retries only the 2 failed clip(s)" in capsys.readouterr().err
+
+    # Unchanged, the corrupt clips are tried again (and fail again); the others are reused.
+    again, reused = _run_embed(short, models[kind], folder, out)
+    assert reused == 5 and len(again.failures) == 2 and journal.exists()
+    assert np.array_equal(again.rows, first.rows, equal_nan=True)
+
+    write_tone(folder / "c0_empty.wav", seconds=1.5, freq=500.0)
+    write_tone(folder / "c1_garbage.wav", seconds=0.7, freq=1200.0)
+    fixed, reused = _run_embed(short, models[kind], folder, out, batch_size=3)
+    assert reused == 5 and fixed.failures == []
+    assert "resuming: 5 of 7 clips already embedded" in capsys.readouterr().err
+    assert not journal.exists()
+    fresh, _ = _run_embed(short, models[kind], folder, tmp_path / "fresh.npy")
+    assert np.isfinite(fresh.rows).all()
+    assert out.read_bytes() == (tmp_path / "fresh.npy").read_bytes()
+
+
+def test_journal_of_another_model_is_not_reused(models, clips_with_corrupt, tmp_path, capsys):
+    from auditoryhum.io.checkpoint import journal_path
+
+    out = tmp_path / "clap.npy"
+    _, reused = _run_embed("clap", models["clap_fused"], clips_with_corrupt, out)
+    assert reused == 0 and journal_path(out).exists()  # kept: two clips failed
+    capsys.readouterr()
+
+    other, reused = _run_embed("clap", models["clap_unfused"], clips_with_corrupt, out)
+    err = capsys.readouterr().err
+    assert reused == 0 and "resuming:" not in err
+    assert f"not resuming from the journal {journal_path(out)}: it belongs to a run with different arguments or model" in err
+    fresh, _ = _run_embed("clap", models["clap_unfused"], clips_with_corrupt, tmp_path / "fresh.npy")
+    assert np.array_equal(other.rows, fresh.rows, equal_nan=True)
+    assert out.read_bytes() == (tmp_path / "fresh.npy").read_bytes()
+    # The journal now belongs to the unfused model's run.
+    header = json.loads(journal_path(out).read_text().splitlines()[0])
+    assert header["key"]["model"]["folder"] == os.path.abspath(models["clap_unfused"])
+    assert header["key"]["tool"] == "clip-embedding" and header["key"]["model_kind"] == "CLAP"
 
 
 # ---------------------------------------------------------------------------------------

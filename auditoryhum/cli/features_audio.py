@@ -19,9 +19,8 @@ def add_arguments(parser, name):
 def run(args, name):
     from auditoryhum.console import note, report_failures
     from auditoryhum.errors import UserError
-    from auditoryhum.io.artefacts import save_matrix
     from auditoryhum.io.audio import expand_glob
-    from auditoryhum.models.audio_embed import ASTEmbedder, ClapAudioEmbedder, default_batch_size, embed_clips
+    from auditoryhum.models.audio_embed import ASTEmbedder, ClapAudioEmbedder, default_batch_size, run_clip_embeddings
     from auditoryhum.models.device import resolve_device
 
     key, what, _ = _MODEL_OF_COMMAND[name]
@@ -35,8 +34,7 @@ def run(args, name):
     device = resolve_device(args.device)
     batch_size = args.batch_size or default_batch_size(device)
     note(f"device {device}, batch size {batch_size}")
-    embedder = loader.load(source, device, flag=f"--{key}_model")
-    table = embed_clips(paths, embedder, batch_size)
-    save_matrix(output, table.rows)
+    # Checkpointed per batch: rerunning the same command after a kill resumes where it stopped.
+    table, _ = run_clip_embeddings(loader, source, f"--{key}_model", device, paths, output, batch_size)
     print(f"{what} embeddings of {len(paths)} clips -> {output} shape {table.rows.shape}")
     return report_failures(table.failures, len(paths))

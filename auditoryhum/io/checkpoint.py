@@ -12,6 +12,8 @@ differs from the current run's belongs to another run and is never reused. Recor
 their own fingerprint (e.g. the clip's size and modification time and its prompt), so a
 changed clip is redone even under the same key.
 
+:class:`RowJournal` is the one way the embedding tools (one ``.npy`` row per clip) use it.
+
 File layout (UTF-8 JSON lines)::
 
     {"journal": 1, "key": {...}}
@@ -19,13 +21,18 @@ File layout (UTF-8 JSON lines)::
     ...
 """
 
+import base64
 import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
+from auditoryhum.console import note
 from auditoryhum.errors import UserError
+from auditoryhum.io.artefacts import save_matrix
 from auditoryhum.io.atomic import atomic_write
 
 JOURNAL_FORMAT = 1
@@ -161,3 +168,100 @@ def _parse(line: bytes) -> Any:
         return json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------------------------
+# matrix outputs: one row per clip (the embedding tools)
+
+
+def _encode_row(row: np.ndarray) -> str:
+    # Little-endian float32 bytes in base64: the row read back is bit-identical.
+    return base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _decode_row(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+class RowJournal:
+    """The rows of a per-clip ``.npy`` output, checkpointed in the :class:`Journal` of that output.
+
+    How every embedding tool resumes: a record per clip (its absolute path as id, its
+    :func:`file_fingerprint`, the float32 row or the failure message), appended after each
+    batch with :meth:`add`. On opening, a clip whose record has the same fingerprint and no
+    error is taken from the journal (see :attr:`reused`); the others are :attr:`pending`,
+    so failed clips are retried. :meth:`save` writes the matrix atomically, then removes
+    the journal, or keeps it with a note when clips failed.
+
+    Use as a context manager: leaving it by an exception closes the journal and removes
+    it when no record was written.
+
+    Parameters
+    ----------
+    output : str or Path
+        The ``.npy`` the rows go to; the journal lives beside it.
+    key : dict
+        What changes the numbers (tool, model identity, device, precision, library version):
+        a journal with another key is not reused.
+    paths : sequence of str
+        The clips, in output row order.
+    """
+
+    def __init__(self, output: Union[str, Path], key: Dict[str, Any], paths: Sequence[str]):
+        self.output = str(output)
+        self.journal = Journal.open(output, key)
+        if self.journal.discarded_reason:
+            note(f"not resuming from the journal {self.journal.path}: {self.journal.discarded_reason}; starting over")
+        self.ids = [os.path.abspath(p) for p in paths]
+        self.fps = [list(file_fingerprint(p) or ()) for p in paths]
+        self.rows: List[Optional[np.ndarray]] = [None] * len(paths)
+        for i, (cid, fp) in enumerate(zip(self.ids, self.fps)):
+            record = self.journal.records.get(cid)
+            if record and record.get("fp") == fp and record.get("error") is None:
+                self.rows[i] = _decode_row(record["value"])
+        self.reused = sum(r is not None for r in self.rows)
+        if self.reused:
+            note(f"resuming: {self.reused} of {len(paths)} clips already embedded (journal {self.journal.path})")
+        self.pending = [i for i, r in enumerate(self.rows) if r is None]
+        self.failures: Dict[int, str] = {}  # row index -> message, for this run's failed clips
+
+    def add(self, done: Iterable[Tuple[int, Optional[np.ndarray], Optional[str]]]) -> None:
+        """Keep and journal one batch: ``(row index, row or None, failure message or None)`` per clip."""
+        records = []
+        for i, row, error in done:
+            if error is None:
+                self.rows[i] = row
+            else:
+                self.failures[i] = error
+            records.append({"id": self.ids[i], "fp": self.fps[i], "value": "" if error is not None else _encode_row(row),
+                            "error": error})
+        self.journal.append(records)
+
+    def save(self, width: Optional[int] = None) -> Tuple[np.ndarray, List[str]]:
+        """Write the ``(N, width)`` float32 matrix (NaN rows for failed clips) atomically to the output.
+
+        ``width`` defaults to that of the rows computed. Returns the matrix and the failure
+        messages in row order.
+        """
+        self.journal.close()
+        if width is None:
+            done = [r for r in self.rows if r is not None]
+            width = done[0].shape[0] if done else 0
+        table = np.full((len(self.rows), width), np.nan, dtype=np.float32)
+        for i, row in enumerate(self.rows):
+            if row is not None:
+                table[i] = row
+        save_matrix(self.output, table)
+        if self.failures:
+            note(f"journal kept at {self.journal.path}: a rerun retries only the {len(self.failures)} failed clip(s)")
+        else:
+            self.journal.remove()
+        return table, [self.failures[i] for i in sorted(self.failures)]
+
+    def __enter__(self) -> "RowJournal":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.journal.records:
+            self.journal.remove()
+        self.journal.close()

@@ -11,7 +11,8 @@ Every clip is loaded mono at the extractor's rate and turned into model input *o
 so its input never depends on its batch neighbours; the inputs of a batch are then stacked
 for one forward pass. :func:`embed_clips` drives the loop: batches, a progress bar, the next
 batch decoded while the model runs, and a NaN row plus a message for a clip that cannot be
-decoded.
+decoded. :func:`run_clip_embeddings` adds the journal (:class:`auditoryhum.io.checkpoint.RowJournal`)
+that makes a killed run resume where it stopped.
 
 CLAP determinism. The CLAP feature extractor draws random numbers: clips over 10 s are
 cropped at random (both truncation modes), and with ``truncation="fusion"`` it flags one
@@ -28,13 +29,17 @@ import hashlib
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
 from auditoryhum.console import progress_bar, warn
 from auditoryhum.features import FeatureTable
 from auditoryhum.io.audio import AudioDecodeError, load_audio
+from auditoryhum.io.checkpoint import RowJournal
+
+# One finished batch: (index into the paths, row or None, failure message or None) per clip.
+BatchResult = List[Tuple[int, Optional[np.ndarray], Optional[str]]]
 
 AST_MODEL_TYPES = ("audio-spectrogram-transformer",)
 CLAP_MODEL_TYPES = ("clap",)
@@ -264,12 +269,14 @@ def _prepare_batch(embedder: ClipEmbedder, paths: Sequence[str], indices: Sequen
     return out
 
 
-def embed_clips(paths: Sequence[str], embedder: ClipEmbedder, batch_size: int) -> FeatureTable:
+def embed_clips(paths: Sequence[str], embedder: ClipEmbedder, batch_size: int,
+                on_batch: Optional[Callable[[BatchResult], None]] = None) -> FeatureTable:
     """Embed every clip of ``paths`` in order: float32 rows, shape (N, ``embedder.dim``).
 
     Clips are decoded and prepared one batch ahead on a worker thread while the model runs.
     A clip that cannot be decoded or prepared gets a NaN row and a message in
-    ``failures``; the others are computed regardless.
+    ``failures``; the others are computed regardless. ``on_batch``, when given, receives
+    each finished batch (see :data:`BatchResult`) before the next one runs.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -288,7 +295,65 @@ def embed_clips(paths: Sequence[str], embedder: ClipEmbedder, batch_size: int) -
                 failures.extend(failure for _, _, failure in prepared if failure is not None)
                 if good:
                     rows[[i for i, _ in good]] = embedder.embed([item for _, item in good])
+                if on_batch is not None:
+                    on_batch([(i, rows[i] if failure is None else None, failure) for i, _, failure in prepared])
                 bar.update(len(batches[k]))
     finally:
         bar.close()
     return FeatureTable(rows, failures)
+
+
+def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: str, device: str,
+                        paths: Sequence[str], output: str, batch_size: int) -> Tuple[FeatureTable, int]:
+    """Embed ``paths`` with the model at ``source`` and save the rows to ``output`` (.npy), resumably.
+
+    A journal beside ``output`` is keyed on the model (folder files or hub id), the device and
+    the transformers version; each finished batch is appended to it. A rerun with the same
+    key embeds only the clips not yet done (or that failed, or changed since), and writes the
+    same bytes as an uninterrupted run. The batch size is not in the key: rows do not depend
+    on it (see the module docstring). The model is not loaded when every clip is done.
+
+    Parameters
+    ----------
+    embedder_class : ASTEmbedder or ClapAudioEmbedder
+    source : str
+        Model folder or hub id, already checked with ``embedder_class.check``.
+    flag : str
+        The command-line flag of ``source``, for messages.
+    device : str
+        ``"cuda"``, ``"mps"`` or ``"cpu"``.
+    paths : sequence of str
+        The clips, in output row order.
+    output : str
+        The ``.npy`` to write (atomically); its journal is ``.<name>.journal`` beside it.
+    batch_size : int
+        Clips per forward pass.
+
+    Returns
+    -------
+    table : FeatureTable
+        The rows as saved (NaN for failed clips) and the failure messages in row order.
+    reused : int
+        Clips taken from an earlier run's journal.
+    """
+    import transformers
+
+    from auditoryhum.models.labeller import model_identity
+
+    key = {
+        "tool": "clip-embedding",
+        "model_kind": embedder_class.what,
+        "model": model_identity(source),
+        "device": device,
+        "transformers": transformers.__version__,
+    }
+    width = None  # known from the model once loaded; else from the journal's rows
+    with RowJournal(output, key, paths) as checkpoint:
+        todo = checkpoint.pending
+        if todo:
+            embedder = embedder_class.load(source, device, flag=flag)
+            width = embedder.dim
+            embed_clips([paths[i] for i in todo], embedder, batch_size,
+                        on_batch=lambda done: checkpoint.add([(todo[k], row, failure) for k, row, failure in done]))
+    rows, failures = checkpoint.save(width)
+    return FeatureTable(rows, failures), checkpoint.reused

@@ -17,8 +17,6 @@ features have the same number of frames share a batch: every row equals the one-
 Rows are float32 (the published scripts convert with ``.float()``).
 """
 
-import base64
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -26,9 +24,8 @@ import numpy as np
 
 from auditoryhum.console import note, progress_enabled
 from auditoryhum.errors import UserError
-from auditoryhum.io.artefacts import save_matrix
 from auditoryhum.io.audio import AudioDecodeError, load_audio
-from auditoryhum.io.checkpoint import Journal, file_fingerprint
+from auditoryhum.io.checkpoint import RowJournal
 from auditoryhum.models.device import Precision
 from auditoryhum.models.families import Family
 
@@ -105,14 +102,6 @@ def tower_embeddings(model, family: Family, features: Sequence[Any]):
     return summed.float().cpu().numpy()
 
 
-def _encode_row(row: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode("ascii")
-
-
-def _decode_row(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
-
-
 @dataclass
 class TowerReport:
     rows: np.ndarray
@@ -152,36 +141,15 @@ def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str]
         "quantization": precision.quantization,
         "transformers": transformers.__version__,
     }
-    journal = Journal.open(output, key)
-    if journal.discarded_reason:
-        note(f"not resuming from the journal {journal.path}: {journal.discarded_reason}; starting over")
-    ids = [os.path.abspath(p) for p in paths]
-    fps = [list(file_fingerprint(p) or ()) for p in paths]
-    rows: List[Optional[np.ndarray]] = [None] * len(paths)
-    for i, (cid, fp) in enumerate(zip(ids, fps)):
-        record = journal.records.get(cid)
-        if record and record.get("fp") == fp and record.get("error") is None:
-            rows[i] = _decode_row(record["value"])
-    reused = sum(r is not None for r in rows)
-    if reused:
-        note(f"resuming: {reused} of {len(paths)} clips already embedded (journal {journal.path})")
-    pending = [i for i, r in enumerate(rows) if r is None]
-    failures: Dict[int, str] = {}
-    hidden = None
+    hidden: Optional[int] = None  # stays None when every clip comes from the journal
+    bar = None
 
     def finish(done: List[Tuple[int, Optional[np.ndarray], Optional[str]]]) -> None:
-        records = []
-        for i, row, error in done:
-            if error is None:
-                rows[i] = row
-            else:
-                failures[i] = error
-            records.append({"id": ids[i], "fp": fps[i], "value": _encode_row(row) if error is None else "", "error": error})
-        journal.append(records)
+        checkpoint.add(done)
         bar.update(len(done))
 
-    try:
-        if pending:
+    with RowJournal(output, key, paths) as checkpoint:
+        if checkpoint.pending:
             if not progress_enabled():
                 transformers.utils.logging.disable_progress_bar()
             model = load_pretrained(
@@ -189,10 +157,10 @@ def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str]
                 dtype=precision.torch_dtype, quantization_config=precision.quantization_config(),
             )
             hidden = _hidden_size(family, model)
-            bar = counter_bar(len(pending), f"{family.title} tower")
+            bar = counter_bar(len(checkpoint.pending), f"{family.title} tower")
             groups: Dict[Tuple[int, ...], List[Tuple[int, Any]]] = {}
             try:
-                for i in pending:
+                for i in checkpoint.pending:
                     try:
                         audio, _ = load_audio(paths[i], sampling_rate)
                     except AudioDecodeError as exc:
@@ -216,26 +184,8 @@ def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str]
                         g.clear()
             finally:
                 bar.close()
-    except BaseException:
-        if not journal.records:
-            journal.remove()
-        raise
-    finally:
-        journal.close()
-
-    if hidden is None:
-        done = [r for r in rows if r is not None]
-        hidden = done[0].shape[0] if done else 0
-    table = np.full((len(paths), hidden), np.nan, dtype=np.float32)
-    for i, row in enumerate(rows):
-        if row is not None:
-            table[i] = row
-    save_matrix(output, table)
-    if failures:
-        note(f"journal kept at {journal.path}: a rerun retries only the {len(failures)} failed clip(s)")
-    else:
-        journal.remove()
-    return TowerReport(table, [failures[i] for i in sorted(failures)], reused)
+    table, failures = checkpoint.save(hidden)
+    return TowerReport(table, failures, checkpoint.reused)
 
 
 def _hidden_size(family: Family, model) -> int:
