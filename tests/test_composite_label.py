@@ -14,16 +14,13 @@ composite label ``noise``.
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_script
+from conftest import REPO, assert_one_line_error, run_and_kill_when_journal_has, run_script
 from fake_gemini_server import GENERATE, FakeGemini
 
 from auditoryhum.composite import (
@@ -287,22 +284,8 @@ def test_resume_after_kill_is_byte_identical(tmp_path, chat_models):
     journal = journal_of(out)
     args = ["--label_csv", str(ids), "--top_label_scores_csv", str(scores), "--taxonomy_csv", str(out),
             "--json", str(out_json), "--model", str(chat_models["random"])]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
-    child = subprocess.Popen([sys.executable, str(REPO / SCRIPT), *args, "--batch_size", "1"], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and child.poll() is None:
-            if journal.exists() and journal.read_bytes().count(b"\n") >= 2:  # header + one cluster
-                break
-            time.sleep(0.005)
-        assert child.poll() is None, "the run finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    done = run_and_kill_when_journal_has(SCRIPT, [*args, "--batch_size", "1"], journal, 2)  # header + one cluster
     assert not out.exists() and not out_json.exists()  # outputs are only ever written complete
-    done = journal.read_bytes().count(b"\n") - 1
     assert 1 <= done < 16
 
     rerun = run_script(SCRIPT, *args, "--batch_size", "3")

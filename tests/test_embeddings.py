@@ -7,17 +7,13 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, assert_one_line_error, run_script, write_tone
+from conftest import assert_one_line_error, run_and_kill_when_journal_has, run_script, write_tone
 from tiny_embed_models import TINY_AST_HIDDEN, TINY_PROJECTION_DIM, build_tiny_ast, build_tiny_clap
 
 LONG_CLIP = "b_long.wav"  # over CLAP's 10 s window: random crops unless seeded
@@ -282,24 +278,9 @@ def test_features_clap_resumes_after_a_kill_with_another_batch_size(models, many
 
     out = tmp_path / "killed.npy"
     journal = tmp_path / ".killed.npy.journal"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
-    child = subprocess.Popen(
-        [sys.executable, str(REPO / "features_clap.py"), *map(str, _clap_args(many_clips, models["clap_fused"], out, 1))],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and child.poll() is None:
-            if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + two clips
-                break
-            time.sleep(0.005)
-        assert child.poll() is None, "the run finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    done = run_and_kill_when_journal_has("features_clap.py", _clap_args(many_clips, models["clap_fused"], out, 1),
+                                         journal, 3)  # header + two clips
     assert not out.exists()  # the NPY is only ever written complete
-    done = journal.read_bytes().count(b"\n") - 1
     assert 2 <= done < n
 
     rerun = run_script("features_clap.py", *_clap_args(many_clips, models["clap_fused"], out, 3))

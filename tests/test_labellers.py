@@ -12,15 +12,13 @@ shared with ``test_tower_embeddings.py``.
 """
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_script, write_tone
+from conftest import REPO, assert_one_line_error, run_and_kill_when_journal_has, run_script, write_tone
 from tiny_mllm_models import FAMILY_KEYS, KNOWN_LABEL, KNOWN_RESPONSE, as_full_omni_checkpoint, tiny_model
 
 SCRIPTS = {
@@ -203,25 +201,10 @@ def test_resume_after_kill_is_byte_identical(tmp_path, tiny_base):
 
     out = tmp_path / "killed.csv"
     journal = tmp_path / ".killed.csv.journal"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
-    child = subprocess.Popen(
-        [sys.executable, str(REPO / "label_qwen2a.py"), "--filedir", str(clips / "*.wav"), "--qwen2a_model", str(model),
-         "--text_label_csv", str(out), "--batch_size", "1"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and child.poll() is None:
-            if journal.exists() and journal.read_bytes().count(b"\n") >= 2:  # header + one clip
-                break
-            time.sleep(0.005)
-        assert child.poll() is None, "the run finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    done = run_and_kill_when_journal_has(
+        "label_qwen2a.py", ["--filedir", clips / "*.wav", "--qwen2a_model", model, "--text_label_csv", out, "--batch_size", "1"],
+        journal, 2)  # header + one clip
     assert not out.exists()  # the label file is only ever written complete
-    done = journal.read_bytes().count(b"\n") - 1
     assert 1 <= done < 8
 
     rerun, _ = _label(tmp_path, "qwen2a", model, clips, "killed.csv", "--batch_size", "3")
