@@ -1,6 +1,7 @@
 """Shared test helpers: run a script as a user would, and make small audio files."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,39 @@ def run_and_kill_when_journal_has(script, args, journal, lines, timeout=120):
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
     return journal.read_bytes().count(b"\n") - 1  # minus the header
+
+
+# --- headless Chromium for the HTML pages (tests/browser: playwright-core drivers) ---------------
+
+BROWSER_DIR = REPO / "tests" / "browser"
+CHROMIUM = os.environ.get("AUDITORYHUM_CHROMIUM", "/usr/bin/chromium")
+
+
+def browser_or_skip():
+    """Paths of chromium and node, with playwright-core installed; skip with the reason otherwise."""
+    chromium = shutil.which(CHROMIUM)
+    if not chromium:
+        pytest.skip(f"headless Chromium not found at {CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium)")
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not found: install Node.js >= 20 to drive Chromium with playwright-core")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        npm = shutil.which("npm")
+        if not npm:
+            pytest.skip("tests/browser/node_modules is missing and npm is not found: run 'npm ci --prefix tests/browser'")
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.skip(f"'npm ci' in tests/browser failed, so playwright-core is missing: {proc.stderr.strip()[-300:]}")
+    return chromium, node
+
+
+def run_browser_driver(node, driver, scenario, folder, timeout=180):
+    """Run ``tests/browser/<driver>`` on ``scenario`` (written as JSON into ``folder``); return what it observed."""
+    import json
+
+    path = Path(folder) / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    proc = subprocess.run([node, str(BROWSER_DIR / driver), str(path)], cwd=BROWSER_DIR, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)

@@ -12,19 +12,14 @@ Needs ``/usr/bin/chromium`` (or ``AUDITORYHUM_CHROMIUM``), ``node`` and ``npm``;
 the reason, only when one of these cannot be found or installed (see tools/ensure_browser.sh).
 """
 
-import json
-import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from auditoryhum.io.artefacts import read_cluster_ids, read_png
-from conftest import REPO, run_script, write_tone
+from conftest import REPO, browser_or_skip, run_browser_driver, run_script, write_tone
 
-BROWSER_DIR = REPO / "tests" / "browser"
-CHROMIUM = os.environ.get("AUDITORYHUM_CHROMIUM", "/usr/bin/chromium")
 
 # (clip, kept label, score, label-file line); 12 clips in three groups of four.
 CLIPS = [
@@ -44,24 +39,6 @@ CLIPS = [
 # Scores after the human annotations of lines 3, 7 and 10 (line 7 had none before: left out).
 ANNOTATIONS = {3: "wind gusts", 7: "cafe chatter", 10: "engine idling, car horn"}
 SCORES_WITH = {3: "0.45", 7: "0.5", 10: "0.3"}
-
-
-def _browser_or_skip():
-    """Paths of chromium and node, with playwright-core installed; skip with the reason otherwise."""
-    chromium = shutil.which(CHROMIUM)
-    if not chromium:
-        pytest.skip(f"headless Chromium not found at {CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium)")
-    node = shutil.which("node")
-    if not node:
-        pytest.skip("node not found: install Node.js >= 20 to drive Chromium with playwright-core")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        npm = shutil.which("npm")
-        if not npm:
-            pytest.skip("tests/browser/node_modules is missing and npm is not found: run 'npm ci --prefix tests/browser'")
-        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"'npm ci' in tests/browser failed, so playwright-core is missing: {proc.stderr.strip()[-300:]}")
-    return chromium, node
 
 
 def _make_run(work, env):
@@ -98,7 +75,7 @@ def _make_run(work, env):
 
 @pytest.mark.slow  # four tool processes (clustering, t-SNE, plots) and Chromium: about 15 s
 def test_report_in_headless_chromium(tmp_path):
-    chromium, node = _browser_or_skip()
+    chromium, node = browser_or_skip()
     work = tmp_path / "made"
     env = {"AUDITORYHUM_RUN_LOG": str(work / "run_log.jsonl")}
     ids = _make_run(work, env)
@@ -119,13 +96,7 @@ def test_report_in_headless_chromium(tmp_path):
     shutil.copytree(work, moved)
     shutil.rmtree(work)
     scenario = {"chromium": chromium, "page": (moved / "report" / "index.html").as_uri(), "profile_dir": str(tmp_path / "profile")}
-    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
-    driver = subprocess.run(
-        [node, str(BROWSER_DIR / "report_page.mjs"), str(tmp_path / "scenario.json")],
-        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=180,
-    )
-    assert driver.returncode == 0, driver.stderr[-3000:]
-    seen = json.loads(driver.stdout)
+    seen = run_browser_driver(node, "report_page.mjs", scenario, tmp_path)
     load = seen["steps"]["load"]
 
     # Renders: the title as text, every section shown, no script at all, nothing wider than the window.

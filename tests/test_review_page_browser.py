@@ -12,18 +12,13 @@ with ``npm ci`` on first use. The test is skipped, with the reason, only when on
 cannot be found or installed.
 """
 
-import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script, write_tone
+from conftest import browser_or_skip, run_browser_driver, run_script, write_tone
 
-BROWSER_DIR = REPO / "tests" / "browser"
-CHROMIUM = os.environ.get("AUDITORYHUM_CHROMIUM", "/usr/bin/chromium")
 
 ODD_NAME = "odd name #1\u00e9.wav"  # a space, '#' and non-ASCII: the src must be percent-encoded
 # (audio file, kept label, score, label-file line); line numbers are 1-based positions.
@@ -40,24 +35,6 @@ CLIPS = [
 ]
 
 
-def _browser_or_skip():
-    """Paths of chromium and node, with playwright-core installed; skip with the reason otherwise."""
-    chromium = shutil.which(CHROMIUM)
-    if not chromium:
-        pytest.skip(f"headless Chromium not found at {CHROMIUM}: install Debian's 'chromium' package (apt-get install -y chromium)")
-    node = shutil.which("node")
-    if not node:
-        pytest.skip("node not found: install Node.js >= 20 to drive Chromium with playwright-core")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        npm = shutil.which("npm")
-        if not npm:
-            pytest.skip("tests/browser/node_modules is missing and npm is not found: run 'npm ci --prefix tests/browser'")
-        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"'npm ci' in tests/browser failed, so playwright-core is missing: {proc.stderr.strip()[-300:]}")
-    return chromium, node
-
-
 def _make_run(work):
     """Audio, a scores file and its label file in ``work`` (paths in the scores file relative to it)."""
     lines_scores, lines_labels = [], []
@@ -72,7 +49,7 @@ def _make_run(work):
 
 @pytest.mark.slow  # starts Chromium and three tool processes (about 10 s)
 def test_review_page_in_headless_chromium(tmp_path):
-    chromium, node = _browser_or_skip()
+    chromium, node = browser_or_skip()
     work = tmp_path / "made"
     _make_run(work)
     common = ["--top_label_scores_csv", "scores.csv", "--text_label_csv", "labels.csv"]
@@ -102,13 +79,7 @@ def test_review_page_in_headless_chromium(tmp_path):
         "chip_line": 5,
         "bad_import": str(bad_import),
     }
-    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
-    driver = subprocess.run(
-        [node, str(BROWSER_DIR / "review_page.mjs"), str(tmp_path / "scenario.json")],
-        cwd=BROWSER_DIR, capture_output=True, text=True, timeout=180,
-    )
-    assert driver.returncode == 0, driver.stderr[-3000:]
-    seen = json.loads(driver.stdout)
+    seen = run_browser_driver(node, "review_page.mjs", scenario, tmp_path)
     steps = seen["steps"]
 
     # Loaded: worst first, text shown literally (no markup injected, no dialog), players loaded.

@@ -9,29 +9,12 @@
 //   profile_dir: an empty folder for a fresh browser profile
 // }
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { openPage } from "./launch.mjs";
 
 const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const result = { console: [], page_errors: [], requests: [], failed_requests: [], dialogs: [], steps: {} };
-
-const context = await chromium.launchPersistentContext(scenario.profile_dir, {
-  executablePath: scenario.chromium,
-  headless: true,
-  // The flags that work on a machine with a closed network (no background fetches at start).
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const { context, page, result } = await openPage(scenario);
 
 try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (msg) => result.console.push({ type: msg.type(), text: msg.text() }));
-  page.on("pageerror", (err) => result.page_errors.push(String(err)));
-  page.on("dialog", async (dialog) => { result.dialogs.push(dialog.message()); await dialog.dismiss(); });
-  context.on("request", (req) => result.requests.push(req.url()));
-  context.on("requestfailed", (req) => result.failed_requests.push(req.url()));
-
   // 1. Load, wait for every image to decode and every preloading player to read its clip's header.
   await page.goto(scenario.page, { waitUntil: "load" });
   result.steps.load = await page.evaluate(async () => {

@@ -15,29 +15,12 @@
 // }
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { openPage } from "./launch.mjs";
 
 const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const result = { console: [], page_errors: [], requests: [], dialogs: [], steps: {} };
-
-const context = await chromium.launchPersistentContext(scenario.profile_dir, {
-  executablePath: scenario.chromium,
-  headless: true,
-  acceptDownloads: true,
-  // The flags that work on a machine with a closed network (no background fetches at start).
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const { context, page, result } = await openPage(scenario, { acceptDownloads: true });
 
 try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (msg) => result.console.push({ type: msg.type(), text: msg.text() }));
-  page.on("pageerror", (err) => result.page_errors.push(String(err)));
-  page.on("dialog", async (dialog) => { result.dialogs.push(dialog.message()); await dialog.dismiss(); });
-  context.on("request", (req) => result.requests.push(req.url()));
-
   const boxValues = () => page.$$eval("input.labels", (boxes) => boxes.map((b) => [Number(b.closest(".clip").dataset.line), b.value]));
   const currentLine = () => page.$eval(".clip.current", (c) => Number(c.dataset.line));
   const activeId = () => page.evaluate(() => document.activeElement && document.activeElement.id);
