@@ -1,0 +1,70 @@
+"""Validation of parameter values, once: every library function checks its options with these.
+
+Each helper returns the value (converted where said) or raises
+:class:`~auditoryhum.errors.ParameterError` naming the parameter, so a message reads the same
+from the Python API (``batch_size must be ...``) and the command line (``--batch_size must be ...``).
+Light: imports nothing beyond the standard library.
+"""
+
+import math
+from typing import Any, Iterable, Optional
+
+from auditoryhum.errors import ParameterError
+
+
+def positive_int(value: Any, param: str) -> int:
+    """``value`` as an int >= 1 (bools and non-integral numbers are refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ParameterError(param, f"must be a whole number >= 1, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ParameterError(param, f"must be a whole number >= 1, got {value!r}")
+        value = int(as_float)
+    if value < 1:
+        raise ParameterError(param, f"must be at least 1, got {value}")
+    return int(value)
+
+
+def optional_positive_int(value: Any, param: str) -> Optional[int]:
+    """``None`` (use the default), or :func:`positive_int`."""
+    return None if value is None else positive_int(value, param)
+
+
+def non_negative_int(value: Any, param: str) -> int:
+    """``value`` as an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(param, f"must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+def finite_non_negative(value: Any, param: str) -> float:
+    """``value`` as a finite float >= 0."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(param, f"must be a finite number >= 0, got {value!r}") from None
+    if not math.isfinite(as_float) or as_float < 0:
+        raise ParameterError(param, f"must be a finite number >= 0, got {value!r}")
+    return as_float
+
+
+def fraction(value: Any, param: str) -> float:
+    """``value`` as a float in (0, 1]."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(param, f"must be a number in (0, 1], got {value!r}") from None
+    if not (0.0 < as_float <= 1.0):
+        raise ParameterError(param, f"must be a number in (0, 1], got {value!r}")
+    return as_float
+
+
+def one_of(value: Any, choices: Iterable[Any], param: str) -> Any:
+    """``value`` if it is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        shown = ", ".join(str(c) for c in choices)
+        raise ParameterError(param, f"must be one of {shown}, got {value!r}")
+    return value
