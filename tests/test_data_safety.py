@@ -1,0 +1,180 @@
+"""Issue 13: no output may destroy an input, no two runs one output, no orphaned workers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.io import guard
+from auditoryhum.io.atomic import remove_stale_partials, write_text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- item 1: overlapping paths -------------------------------------------------------------
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    ann = tmp_path / "ann.csv"
+    ann.write_text("keep me\n")
+    with pytest.raises(ParameterError) as info:
+        guard.check_paths({"annotations": str(ann)}, {"text_label_csv": str(ann)})
+    err = info.value
+    assert err.param == "text_label_csv"
+    msg = str(err)
+    assert "\n" not in msg
+    assert "annotations" in msg and "text_label_csv" in msg and str(ann) in msg
+    assert ann.read_text() == "keep me\n"
+
+
+def test_output_naming_one_of_the_globbed_clips_is_refused(tmp_path):
+    clips = [tmp_path / f"{n}.wav" for n in "abc"]
+    for c in clips:
+        c.write_bytes(b"RIFF")
+    with pytest.raises(ParameterError) as info:
+        guard.check_paths({"filedir": [str(c) for c in clips]}, {"mfcc_npy": str(clips[1])})
+    assert info.value.param == "mfcc_npy"
+    assert "filedir" in str(info.value) and "b.wav" in str(info.value)
+
+
+def test_output_reaching_an_input_through_a_symlink_or_hard_link_or_dotdot(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("x\n")
+    (tmp_path / "link.csv").symlink_to(src)
+    os.link(src, tmp_path / "hard.csv")
+    (tmp_path / "sub").mkdir()
+    for out in ("link.csv", "hard.csv", "sub/../in.csv"):
+        with pytest.raises(ParameterError, match="same file as input csv1"):
+            guard.check_paths({"csv1": str(src)}, {"csv3": str(tmp_path / out)})
+
+
+def test_two_outputs_that_are_the_same_file_are_refused(tmp_path):
+    out = tmp_path / "labels.csv"  # missing: resolves through its parent
+    with pytest.raises(ParameterError) as info:
+        guard.check_paths({}, {"cluster_npy": str(out), "png_plot": str(tmp_path / "." / "labels.csv")})
+    assert info.value.param == "png_plot"
+    assert "cluster_npy" in str(info.value)
+    assert not out.exists()
+
+
+def test_output_that_is_a_directory_or_under_a_file_is_refused(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ParameterError, match="existing directory") as info:
+        guard.check_paths({}, {"label_csv": str(tmp_path / "d")})
+    assert info.value.param == "label_csv"
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ParameterError, match="is a file, not a folder") as info:
+        guard.check_paths({}, {"label_csv": str(tmp_path / "f" / "deeper" / "x.csv")})
+    assert info.value.param == "label_csv"
+
+
+def test_distinct_paths_and_absent_arguments_pass(tmp_path):
+    (tmp_path / "a.csv").write_text("")
+    guard.check_paths({"csv1": str(tmp_path / "a.csv"), "csv2": None, "clips": []},
+                      {"csv3": str(tmp_path / "new" / "b.csv"), "png_plot": None, "x": ""})
+
+
+def test_guard_stage_checks_before_locking(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("x\n")
+    with pytest.raises(ParameterError):
+        with guard.guard_stage({"csv1": str(src)}, {"csv3": str(src)}):
+            pytest.fail("the block must not run")
+    assert not Path(guard.lock_path(src)).exists()
+
+
+# --- item 2: exclusive locks ----------------------------------------------------------------
+
+def test_lock_file_is_hidden_held_then_emptied_and_survives_partial_cleanup(tmp_path):
+    out = tmp_path / "emb.npy"
+    lock = Path(guard.lock_path(out))
+    assert lock.name == ".emb.npy.lock" and lock.parent == tmp_path
+    with guard.locked_outputs([out, str(out), tmp_path / "." / "emb.npy"], holder="features_st.py m"):
+        record = json.loads(lock.read_text())
+        assert record["pid"] == os.getpid() and record["holder"] == "features_st.py m"
+        assert set(record) == {"pid", "host", "started", "holder"}
+        assert remove_stale_partials(out) == 0
+        write_text(out, "x")
+        assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["emb.npy"]
+    assert lock.exists() and lock.read_text() == ""
+
+
+_HOLDER = """
+import sys, time
+from auditoryhum.io.guard import locked_outputs
+with locked_outputs([sys.argv[1]], holder="other-run"):
+    open(sys.argv[2], "w").close()
+    time.sleep(60)
+"""
+
+
+def _start_holder(tmp_path, out):
+    ready = tmp_path / "ready"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out), str(ready)], env=env,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "holder did not take the lock in time"
+        time.sleep(0.05)
+    return proc
+
+
+def test_second_process_is_refused_at_once_then_dead_holder_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    proc = _start_holder(tmp_path, out)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UserError) as info:
+            with guard.locked_outputs([out]):
+                pytest.fail("must not get the lock")
+        assert time.monotonic() - started < 2
+        msg = str(info.value)
+        assert "\n" not in msg
+        assert str(out) in msg and f"pid {proc.pid}" in msg and "other-run" in msg
+        assert "wait for it or stop it" in msg
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    capsys.readouterr()
+    with guard.locked_outputs([out], holder="me"):
+        note = capsys.readouterr().err
+        assert "taking over the lock" in note and f"pid {proc.pid}" in note
+        assert "no longer running" in note
+        assert json.loads(Path(guard.lock_path(out)).read_text())["holder"] == "me"
+    # Released cleanly: the next run takes it without a note.
+    with guard.locked_outputs([out]):
+        assert capsys.readouterr().err == ""
+
+
+def test_locks_are_released_after_an_exception(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.png"
+    with pytest.raises(RuntimeError):
+        with guard.locked_outputs([a, b]):
+            raise RuntimeError("boom")
+    with guard.locked_outputs([a, b]):
+        pass
+
+
+def test_partly_taken_locks_are_released_when_a_later_one_is_busy(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    proc = _start_holder(tmp_path, b)
+    try:
+        with pytest.raises(UserError):
+            with guard.locked_outputs([a, b]):
+                pass
+        # a's lock must be free again: another process could take it now.
+        code = ("import sys; from auditoryhum.io.guard import locked_outputs\n"
+                "with locked_outputs([sys.argv[1]]): print('ok')")
+        res = subprocess.run([sys.executable, "-c", code, str(a)], capture_output=True, text=True,
+                             timeout=30, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert res.stdout.strip() == "ok", res.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
