@@ -20,6 +20,7 @@ Two resamplers (``Target.resampler``):
   produced. ffmpeg's filter is -1 dB at 0.9 x, -6 dB at 0.97 x and -10 dB at 1 x.
 """
 
+import io
 import math
 import os
 import shutil
@@ -32,8 +33,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from auditoryhum.errors import UserError
-from auditoryhum.io.atomic import atomic_write, remove_stale_partials
-from auditoryhum.io.audio import AudioDecodeError, read_audio
+from auditoryhum.io.atomic import atomic_write, describe_os_error, remove_stale_partials
+from auditoryhum.io.audio import AudioDecodeError, check_readable, read_audio
 from auditoryhum.console import progress
 
 # ffmpeg sample-format names (the published --bits values) -> libsndfile PCM subtype.
@@ -417,6 +418,53 @@ def _is_target_format(info, target: Target) -> bool:
     return info.subtype in LOSSY_SUBTYPES or info.subtype == SAMPLE_FORMATS[target.bits]
 
 
+# ----------------------------------------------------------------------------- parallel workers
+
+# Set in each worker of a --jobs pool: the pid of the run that started it. A worker whose run is
+# gone (killed with -9) must not replace another file: it checks before every replacement.
+_PARENT_PID: Optional[int] = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_gone() -> bool:
+    return _PARENT_PID is not None and os.getppid() != _PARENT_PID
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Tie a pool worker's life to its run's: it dies when the run dies, whatever killed it.
+
+    On Linux the kernel sends SIGKILL to the worker when the run exits (``PR_SET_PDEATHSIG``);
+    everywhere a watchdog thread ends the worker within a fraction of a second of the run's
+    death (its parent pid changes when it is re-parented), and :func:`convert_file` checks
+    again right before each replacement, so no file is replaced after the run has died.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    global _PARENT_PID
+    _PARENT_PID = parent_pid
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still ends the worker
+    if _parent_gone():  # the run died before the death signal was armed
+        os._exit(1)
+
+    def watchdog():
+        while True:
+            if _parent_gone():
+                os._exit(1)
+            time.sleep(0.2)
+
+    threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+
+
 def convert_file(source: str, destination: str, target: Target) -> Outcome:
     """Convert one file to ``target`` at ``destination`` (which may be ``source`` itself).
 
@@ -426,6 +474,7 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
 
     try:
         remove_stale_partials(destination)
+        check_readable(source)
         if os.path.getsize(source) == 0:
             raise AudioDecodeError(f"{source}: empty file (0 bytes)")
         try:
@@ -435,9 +484,10 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         # Checked before the format: a header-only file already in the target format is no clip either.
         if info.frames == 0:
             raise AudioDecodeError(f"{source}: holds no audio samples (zero-length file)")
+        in_place = os.path.realpath(source) == os.path.realpath(destination)
         if _is_target_format(info, target):
-            if os.path.abspath(source) != os.path.abspath(destination):
-                with open(source, "rb") as src, atomic_write(destination, "wb") as dst:
+            if not in_place:
+                with open(source, "rb") as src, atomic_write(destination, "wb", verify=_check_parent) as dst:
                     shutil.copyfileobj(src, dst)
             return Outcome(source, destination, "unchanged")
         lossy = info.subtype in LOSSY_SUBTYPES
@@ -453,23 +503,50 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         else:
             data = resample(mix_channels(data, target.channels, source), rate, target.sampling_rate)
             samples = data.astype(np.float32) if lossy else quantise(data, target.bits)
-        with atomic_write(destination, "wb", verify=lambda tmp: _verify(tmp, samples.shape[0], target)) as f:
-            sf.write(f, samples, target.sampling_rate, subtype=subtype, format=info.format)
+        # Encoded in memory first: libsndfile writing through a file object turns a full disk into
+        # callback tracebacks and a bare AssertionError; a plain write raises one clean OSError.
+        encoded = io.BytesIO()
+        sf.write(encoded, samples, target.sampling_rate, subtype=subtype, format=info.format)
+        # In place, the file keeps its permissions (a read-only clip stays read-only) and a
+        # symbolic link keeps pointing at the converted file: its target is replaced, not the link.
+        real = os.path.realpath(destination) if in_place else destination
+        permissions = os.stat(real).st_mode & 0o7777 if in_place else None
+
+        def verify(tmp: str) -> None:
+            _verify(tmp, samples.shape[0], target, destination)
+            _check_parent(tmp)
+
+        with atomic_write(real, "wb", verify=verify, permissions=permissions) as f:
+            f.write(encoded.getbuffer())
+        del encoded
         remark = f"{source}: {info.subtype} is a lossy codec, so --bits does not apply; kept {info.subtype}" if lossy else ""
         return Outcome(source, destination, "converted", remark)
     except UserError as exc:
         return Outcome(source, destination, "failed", str(exc))
-    except (OSError, ValueError, RuntimeError) as exc:
-        return Outcome(source, destination, "failed", f"{source}: {exc}")
+    except OSError as exc:
+        return Outcome(source, destination, "failed", f"{source}: {describe_os_error(exc)}")
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        return Outcome(source, destination, "failed", f"{source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
-def _verify(written: str, frames: int, target: Target) -> None:
+def _check_parent(tmp: str = "") -> None:
+    """Veto a replacement by a pool worker whose run has died (see :func:`_worker_init`)."""
+    if _parent_gone():
+        os._exit(1)
+
+
+def _verify(written: str, frames: int, target: Target, destination: str = "") -> None:
     """Read the new file's header back before it may replace anything."""
     import soundfile as sf
 
-    info = sf.info(written)
+    try:
+        info = sf.info(written)
+    except (sf.SoundFileError, RuntimeError, OSError) as exc:
+        raise UserError(f"{destination}: the converted file does not read back "
+                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); left untouched") from None
     if info.frames != frames or info.channels != target.channels or info.samplerate != target.sampling_rate:
-        raise UserError(f"verification of the converted file failed ({info.frames} frames written, {frames} expected)")
+        raise UserError(f"{destination}: verification of the converted file failed ({info.frames} frames written, "
+                        f"{frames} expected); left untouched")
 
 
 def plan_destinations(sources: Sequence[str], output_dir: Optional[str]) -> List[str]:
@@ -496,7 +573,7 @@ def convert_files(sources: Sequence[str], target: Target, output_dir: Optional[s
         for i in progress(range(len(sources)), desc="resample", total=len(sources)):
             outcomes[i] = convert_file(sources[i], destinations[i], target)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(convert_file, s, d, target): i for i, (s, d) in enumerate(zip(sources, destinations))}
             for future in progress(as_completed(futures), desc="resample", total=len(futures)):
                 outcomes[futures[future]] = future.result()

@@ -178,3 +178,105 @@ def test_partly_taken_locks_are_released_when_a_later_one_is_busy(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+# --- item 3: resample workers die with their run --------------------------------------------
+
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_a_parallel_resample_kills_its_workers_and_nothing_changes_after(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    src = tmp_path / "clips"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        sf.write(str(src / f"c{i:02d}.wav"), np.clip(0.3 * rng.standard_normal((96000, 2)), -1, 1), 48000,
+                 subtype="PCM_24")
+    original_size = (src / "c00.wav").stat().st_size
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, str(REPO / "util_resample.py"), "--filedir", str(src / "*.wav"),
+                             "--jobs", "2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    workers = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _children(proc.pid) or workers
+            done = sum(1 for p in src.glob("*.wav") if p.stat().st_size != original_size)
+            if done >= 2 and len(workers) >= 2:
+                break
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL, "finished before the kill: use more clips"
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 5
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "a worker outlived its run"
+    before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in src.iterdir()}
+    time.sleep(1.0)
+    after = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in src.iterdir()}
+    assert before == after
+    assert any(size == original_size for size, _ in after.values() if True), "every clip already converted"
+
+
+# --- item 10: a full disk during resample ---------------------------------------------------
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_resample_onto_a_full_disk_fails_each_file_cleanly_and_prints_the_summary(tmp_path, jobs):
+    """RLIMIT_FSIZE makes every write past 8 KB fail (EFBIG) as a full disk (ENOSPC) would."""
+    import resource
+
+    import numpy as np
+    import soundfile as sf
+
+    src = tmp_path / "clips"
+    src.mkdir()
+    for name in ("a", "b", "c"):
+        sf.write(str(src / f"{name}.wav"), 0.2 * np.ones((48000, 2)), 48000, subtype="PCM_24")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+
+    def limit():
+        import signal as sig
+
+        sig.signal(sig.SIGXFSZ, sig.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    res = subprocess.run([sys.executable, str(REPO / "util_resample.py"), "--filedir", str(src / "*.wav"),
+                          "--jobs", jobs], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+                         preexec_fn=limit)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "Traceback" not in out and "Exception ignored" not in out and "AssertionError" not in out, out
+    assert "3 files in place: 0 converted, 0 already 16000 Hz / 1 ch / s16, 3 failed" in res.stdout
+    for name in ("a", "b", "c"):
+        line = [ln for ln in out.splitlines() if ln.startswith("failed:") and f"{name}.wav" in ln]
+        assert len(line) == 1 and "File too large" in line[0], out
+        assert ".partial" not in line[0]
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # no leftovers, originals intact

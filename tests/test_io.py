@@ -232,3 +232,72 @@ def test_remove_stale_partials(tmp_path):
     (tmp_path / ".clip.wav.wav.xyz.partial").write_bytes(b"x")  # another file's temporary
     assert remove_stale_partials(str(tmp_path / "clip.wav")) == 1
     assert sorted(os.listdir(tmp_path)) == [".clip.wav.wav.xyz.partial", ".other.wav.abc.partial"]
+
+
+# --- issue 13: hostile listings and truncated files -------------------------------------------
+
+
+def test_expand_glob_refuses_a_line_break_in_a_file_name(tmp_path):
+    (tmp_path / "ok.wav").write_bytes(b"x")
+    (tmp_path / "bad\nname.wav").write_bytes(b"x")
+    with pytest.raises(UserError) as info:
+        expand_glob(str(tmp_path / "*.wav"))
+    msg = str(info.value)
+    assert "\n" not in msg and "'bad\\nname.wav'" in msg.replace(str(tmp_path) + os.sep, "") and "rename" in msg
+
+
+def test_expand_glob_notes_skipped_folders_and_dangling_links(tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"x")
+    (tmp_path / "dir.wav").mkdir()
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "missing.wav")
+    assert expand_glob(str(tmp_path / "*.wav")) == [str(tmp_path / "a.wav")]
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("note:")]
+    assert len(lines) == 1
+    assert "1 folder (e.g. " in lines[0] and "dir.wav" in lines[0]
+    assert "1 broken symbolic link (e.g. " in lines[0] and "gone.wav" in lines[0]
+
+
+def test_expand_glob_lists_each_clip_once_through_a_symlink_loop(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "1.wav").write_bytes(b"x")
+    (tmp_path / "x" / "loop").symlink_to(tmp_path / "x")
+    (tmp_path / "alias.wav").symlink_to(tmp_path / "x" / "1.wav")
+    paths = expand_glob(str(tmp_path / "**" / "*.wav"))
+    assert paths == [str(tmp_path / "alias.wav")]  # first in sort order; the others are the same file
+    assert "repeated paths of files already listed through symbolic links" in capsys.readouterr().err
+
+
+def test_a_wav_cut_short_of_its_header_is_read_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "cut.wav"
+    write_tone(path, seconds=0.5)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-4000])
+    data, sr = read_audio(str(path))
+    assert data.shape == ((len(whole) - 44 - 4000) // 2, 1)
+    err = capsys.readouterr().err
+    assert f"warning: {path}: truncated WAV, its data chunk holds {len(whole) - 44 - 4000} of the " \
+           f"{len(whole) - 44} bytes" in err
+    path.write_bytes(whole)
+    read_audio(str(path))
+    assert capsys.readouterr().err == ""
+
+
+def test_atomic_write_keeps_requested_permissions_and_names_the_target_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "x.bin"
+    with atomic_write(target, "wb", permissions=0o444) as f:
+        f.write(b"abc")
+    assert target.stat().st_mode & 0o777 == 0o444 and target.read_bytes() == b"abc"
+
+    import errno as errno_mod
+
+    def full(*args, **kwargs):
+        raise OSError(errno_mod.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError) as info:
+        with atomic_write(target, "wb") as f:
+            f.write(b"new")
+    assert str(info.value) == f"cannot write {target}: No space left on device; it was left as it was"
+    assert target.read_bytes() == b"abc"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]

@@ -251,3 +251,33 @@ def test_killed_in_place_run_leaves_each_clip_whole_and_a_rerun_finishes(tmp_pat
         info = sf.info(str(src / name))
         assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "PCM_16", int(16000 * seconds))
     assert partials(src) == []  # temporary files of the killed run removed
+
+
+def test_in_place_keeps_a_read_only_mode_and_converts_a_links_target(tmp_path):
+    """Issue 13: a 0444 clip stays 0444; a symbolic link stays a link and its target is converted."""
+    src = tmp_path / "clips"
+    ro = tone_file(src / "ro.wav", 44100, 2, "PCM_16")
+    os.chmod(ro, 0o444)
+    real = tone_file(tmp_path / "elsewhere" / "real.wav", 22050, 1, "PCM_16")
+    (src / "link.wav").symlink_to(real)
+    proc = run_script("util_resample.py", "--filedir", src / "*.wav", "--jobs", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 files in place: 2 converted" in proc.stdout
+    assert ro.stat().st_mode & 0o777 == 0o444
+    assert (src / "link.wav").is_symlink() and os.readlink(src / "link.wav") == str(real)
+    for path in (ro, real):
+        info = sf.info(str(path))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    assert partials(src) == [] and partials(real.parent) == []
+
+
+def test_failure_lines_name_the_file_and_cause_not_internals(tmp_path):
+    """Issue 13: an unreadable clip fails as 'Permission denied', not 'System error.'."""
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    src = tmp_path / "clips"
+    bad = tone_file(src / "locked.wav", 44100, 1, "PCM_16")
+    os.chmod(bad, 0)
+    proc = run_script("util_resample.py", "--filedir", src / "*.wav", "--jobs", "1")
+    assert proc.returncode == 1
+    assert f"failed: {bad}: cannot read (Permission denied)" in proc.stdout + proc.stderr

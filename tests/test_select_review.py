@@ -367,3 +367,74 @@ def test_only_the_first_players_preload(tmp_path):
     rows = [SelectionRow(i + 1, f"clips/{i}.wav", "a b", 0.001 * i, "a b") for i in range(60)]
     preload = re.findall(r'<audio controls preload="(\w+)"', render_review_page(rows, str(tmp_path / "r.html"), 60, "s"))
     assert preload == ["metadata"] * 50 + ["none"] * 10
+
+
+# --- issue 13: the published scores format read by its exact separator ----------------------
+
+
+def test_published_unquoted_paths_with_commas_round_trip_to_the_review_page(tmp_path):
+    from auditoryhum.io.artefacts import read_scores
+
+    (tmp_path / "c").mkdir()
+    for name in ("x,y.wav", "p, q.wav"):
+        write_tone(tmp_path / "c" / name, seconds=0.2)
+    (tmp_path / "scores.csv").write_text("1, c/x,y.wav, dog barking, 0.1\n2, c/p, q.wav, wind noise, 0.2\n")
+    (tmp_path / "labels.csv").write_text("dog barking\nwind noise\n")
+    rows = read_scores(str(tmp_path / "scores.csv"))
+    assert [(r.index, r.path, r.label, r.score) for r in rows] == [
+        (1, "c/x,y.wav", "dog barking", 0.1), (2, "c/p, q.wav", "wind noise", 0.2)]
+    proc = select(tmp_path, "--count", "2", "--selection_csv", "sel.csv", "--html", "review.html")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr  # both players' files are found
+    page = (tmp_path / "review.html").read_text()
+    assert 'src="c/x%2Cy.wav"' in page or 'src="c/x,y.wav"' in page
+    assert 'src="c/p%2C%20q.wav"' in page or 'src="c/p,%20q.wav"' in page
+
+
+def test_scores_fields_longer_than_the_csv_module_limit_are_read(tmp_path):
+    from auditoryhum.io.artefacts import ScoreRow, read_scores, write_scores
+
+    label = "a" * 200_000 + ", b"  # quoted on write: the CSV path of the reader
+    write_scores(str(tmp_path / "s.csv"), [ScoreRow(1, "x.wav", label, 0.5)])
+    assert read_scores(str(tmp_path / "s.csv"))[0].label == label
+    long_candidates = "z" * 140_000 + ", y"
+    write_selection(str(tmp_path / "sel.csv"), [SelectionRow(1, "x.wav", "z", 0.5, long_candidates)])
+    assert read_selection(str(tmp_path / "sel.csv"))[0].candidates == long_candidates
+
+
+def test_paired_scores_files_must_name_the_same_clips(tmp_path):
+    from auditoryhum.errors import UserError
+    from auditoryhum.io.artefacts import ScoreRow, check_same_clips
+
+    a = [ScoreRow(i + 1, f"clips/{i}.wav", "l", 0.1) for i in range(3)]
+    b = [ScoreRow(i + 1, f"./clips/{i}.wav", "l", 0.2) for i in range(3)]
+    check_same_clips("scores file A", a, "scores file B", b)  # same files, spelled differently
+    b[1] = ScoreRow(2, "clips/other.wav", "l", 0.2)
+    with pytest.raises(UserError) as info:
+        check_same_clips("scores file A", a, "scores file B", b)
+    assert str(info.value) == ("scores file A and scores file B are not about the same clips: row 2 is "
+                               "'clips/1.wav' in one and 'clips/other.wav' in the other; score both label "
+                               "files against the same --filedir")
+    with pytest.raises(UserError, match="has 2 lines but scores file A has 3"):
+        check_same_clips("scores file A", a, "scores file B", b[:2])
+
+
+def test_cluster_ids_beyond_int64_and_npz_as_npy_are_one_line_errors(tmp_path):
+    import numpy as np
+
+    from auditoryhum.errors import UserError
+    from auditoryhum.io.artefacts import load_matrix, read_cluster_ids
+
+    (tmp_path / "ids.csv").write_text("0\n1\n9223372036854775808\n")
+    with pytest.raises(UserError) as info:
+        read_cluster_ids(str(tmp_path / "ids.csv"))
+    assert str(info.value).startswith(f"cluster-id file {tmp_path / 'ids.csv'} line 3: cluster id "
+                                      f"9223372036854775808 is out of range")
+    (tmp_path / "ok.csv").write_text("-1\n9223372036854775807\n")
+    assert read_cluster_ids(str(tmp_path / "ok.csv")).tolist() == [-1, 9223372036854775807]
+    with open(tmp_path / "x.npy", "wb") as f:
+        np.savez(f, feats=np.zeros((2, 3)))
+    with pytest.raises(UserError) as info:
+        load_matrix(str(tmp_path / "x.npy"))
+    assert "is an .npz archive (arrays feats), not an .npy array" in str(info.value)
+    assert "shape None" not in str(info.value)

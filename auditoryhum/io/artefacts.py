@@ -14,6 +14,7 @@ names and both counts when they disagree.
 import csv
 import io
 import math
+import sys
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
 
@@ -111,30 +112,87 @@ def _parse_score(text: str, path: str, line: int) -> float:
         raise UserError(f"scores file {path} line {line}: score {text!r} is not a number") from None
 
 
+# The published row separator: ``f"{i}, {path}, {label}, {score}"``.
+SCORE_SEPARATOR = ", "
+
+
+def _csv_reader(lines, **kwargs):
+    """``csv.reader`` without its 131,072-character field limit: the toolkit writes longer fields
+    itself (a label line of many candidates), so every reader must read them back."""
+    csv.field_size_limit(sys.maxsize)
+    return csv.reader(lines, **kwargs)
+
+
+def _split_score_row(line: str) -> List[str]:
+    """The four fields of one scores row, as written (see :func:`read_scores`)."""
+    if '"' not in line and line.count(SCORE_SEPARATOR) >= 3:
+        # The published, unquoted format: the index ends at the first separator, the label and
+        # the score are the last two fields, and the path is everything in between, exactly
+        # (a path may hold commas, even ", ").
+        index, rest = line.split(SCORE_SEPARATOR, 1)
+        path, label, score = rest.rsplit(SCORE_SEPARATOR, 2)
+        return [index, path, label, score]
+    fields = next(_csv_reader([line], skipinitialspace=True))
+    if len(fields) > 4:
+        fields = [fields[0], ",".join(fields[1:-2]), fields[-2], fields[-1]]
+    return fields
+
+
 def read_scores(path: str) -> List[ScoreRow]:
     """Read a scores file (rows ``<i>, <path>, <label>, <score>``).
 
-    RFC 4180 quoting is honoured. Unquoted rows with more than four fields (a path with a
-    comma in a file written by the reference pipeline) are read as index, path, label, score
-    with the extra fields joined back into the path.
+    Rows without quotes are split at the published separator ``", "`` (comma and space): the
+    index before the first, label and score after the last two, the path exactly as written in
+    between, so a path holding commas reads back unchanged. Rows with RFC 4180 quotes (how
+    :func:`write_scores` writes a path or label holding a comma, quote or edge space) are read
+    as CSV. Fields of any length are accepted.
     """
     rows = []
     for number, line in enumerate(read_text_lines(path, "scores file"), start=1):
         if not line.strip():
             raise UserError(f"scores file {path} line {number} is blank; expected '<i>, <path>, <label>, <score>'")
-        fields = next(csv.reader([line], skipinitialspace=True))
+        try:
+            fields = _split_score_row(line)
+        except csv.Error as exc:
+            raise UserError(f"scores file {path} line {number} is not a valid row ({exc}); "
+                            f"expected '<i>, <path>, <label>, <score>'") from None
         if len(fields) < 4:
             raise UserError(
                 f"scores file {path} line {number} has {len(fields)} fields; expected '<i>, <path>, <label>, <score>'"
             )
-        if len(fields) > 4:
-            fields = [fields[0], ", ".join(fields[1:-2]), fields[-2], fields[-1]]
         try:
             index = int(fields[0])
         except ValueError:
             raise UserError(f"scores file {path} line {number}: index {fields[0]!r} is not an integer") from None
         rows.append(ScoreRow(index, fields[1], fields[2].strip(), _parse_score(fields[3].strip(), path, number)))
     return rows
+
+
+def check_same_clips(name_a: str, rows_a: Sequence[ScoreRow], name_b: str, rows_b: Sequence[ScoreRow]) -> None:
+    """Stop when two scores files paired row by row are not about the same clips.
+
+    The counts must agree (:func:`check_aligned`); where both rows carry a path, the paths
+    must name the same file (equal after normalisation, or resolving to the same file).
+
+    Raises
+    ------
+    UserError
+        Naming both files and the first row (1-based) whose paths differ, with both paths.
+    """
+    import os
+
+    check_aligned(name_a, len(rows_a), name_b, len(rows_b))
+    for number, (a, b) in enumerate(zip(rows_a, rows_b), start=1):
+        if not a.path or not b.path or a.path == b.path:
+            continue
+        if os.path.normpath(a.path) == os.path.normpath(b.path):
+            continue
+        if os.path.realpath(a.path) == os.path.realpath(b.path):
+            continue
+        raise UserError(
+            f"{name_a} and {name_b} are not about the same clips: row {number} is {a.path!r} in one and "
+            f"{b.path!r} in the other; score both label files against the same --filedir"
+        )
 
 
 def _quote_field(text: str) -> str:
@@ -160,14 +218,22 @@ def write_scores(path: str, rows: Sequence[ScoreRow]) -> None:
 # cluster-id files
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def read_cluster_ids(path: str) -> np.ndarray:
     """Read a cluster-id file: one integer per line (HDBSCAN noise is -1)."""
     ids = []
     for number, line in enumerate(read_text_lines(path, "cluster-id file"), start=1):
         try:
-            ids.append(int(line.strip()))
+            value = int(line.strip())
         except ValueError:
             raise UserError(f"cluster-id file {path} line {number}: {line!r} is not an integer cluster id") from None
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:40] + "..."
+            raise UserError(f"cluster-id file {path} line {number}: cluster id {shown} is out of range "
+                            f"(ids are 64-bit integers); is this a cluster-id file?")
+        ids.append(value)
     return np.asarray(ids, dtype=np.int64)
 
 
@@ -190,6 +256,11 @@ def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
         array = np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError/OSError/EOFError variously for bad files
         raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    if isinstance(array, np.lib.npyio.NpzFile):
+        names = ", ".join(array.files[:5]) + (" ..." if len(array.files) > 5 else "")
+        array.close()
+        raise UserError(f"{path} is an .npz archive (arrays {names or 'none'}), not an .npy array; "
+                        f"give the .npy file the features step wrote, or save one array with numpy.save")
     if not isinstance(array, np.ndarray) or array.ndim != 2:
         shape = getattr(array, "shape", None)
         raise UserError(f"{path} must hold a 2-D array (one row per clip); it has shape {shape}")
@@ -246,7 +317,7 @@ def write_selection(path: str, rows: Sequence[SelectionRow]) -> None:
 def read_selection(path: str) -> List[SelectionRow]:
     """Read a selection CSV written by :func:`write_selection` (rows in file order, worst first)."""
     text = "\n".join(read_text_lines(path, "selection file"))
-    records = list(csv.reader(io.StringIO(text)))
+    records = list(_csv_reader(io.StringIO(text)))
     if not records or records[0] != SELECTION_HEADER:
         raise UserError(f"selection file {path} must start with the header {','.join(SELECTION_HEADER)}")
     rows = []
@@ -325,7 +396,7 @@ class TaxonomyRow:
 def read_taxonomy_csv(path: str) -> List[TaxonomyRow]:
     """Read a taxonomy CSV: header ``cluster,composite_label,n_clips,top_labels``, RFC 4180 quoting."""
     text = "\n".join(read_text_lines(path, "taxonomy file"))
-    records = list(csv.reader(io.StringIO(text)))
+    records = list(_csv_reader(io.StringIO(text)))
     if not records or [f.strip() for f in records[0]] != TAXONOMY_HEADER:
         raise UserError(f"taxonomy file {path} must start with the header {','.join(TAXONOMY_HEADER)}")
     rows = []

@@ -7,6 +7,7 @@ leaves a half-written file under the target's name.
 """
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -23,12 +24,27 @@ def partial_prefix(target: Union[str, Path]) -> str:
     return f".{Path(target).name}."
 
 
+# Errors of writing (never of reading): inside the block they are reported as a failure to
+# write the target, not under the temporary file's name or a file object's repr.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The cause of an OS error in words (``Permission denied``), without Python's internals.
+
+    ``str(OSError)`` shows ``[Errno 13] ...: '<file>'`` and, for errors raised through a file
+    object, nothing about the file at all; callers name the file themselves.
+    """
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 @contextlib.contextmanager
 def atomic_write(
     target: Union[str, Path],
     mode: str = "w",
     encoding: str = "utf-8",
     verify: Optional[Callable[[str], None]] = None,
+    permissions: Optional[int] = None,
 ) -> Iterator[IO]:
     """Open a temporary file beside ``target`` and move it into place when the block succeeds.
 
@@ -36,6 +52,15 @@ def atomic_write(
     created if needed. ``verify(temp_path)``, when given, checks the complete temporary file
     and raises to veto the replacement. If the block or the check raises, the temporary file
     is removed and ``target`` is left as it was.
+
+    ``permissions`` (e.g. ``0o444``) are given to the new file; by default those of a normal
+    write (``0o666`` less the umask).
+
+    Raises
+    ------
+    UserError
+        ``cannot write <target>: <cause>`` when the folder cannot be written, the disk is full
+        or read-only, or the rename fails; ``target`` is then unchanged.
     """
     if mode not in ("w", "wb"):
         raise ValueError("atomic_write mode must be 'w' or 'wb'")
@@ -45,23 +70,40 @@ def atomic_write(
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=partial_prefix(target), suffix=PARTIAL_SUFFIX, dir=parent)
     except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot write {target}: {describe_os_error(exc)}") from None
     try:
         if mode == "w":
             handle = os.fdopen(fd, "w", encoding=encoding, newline="\n")
         else:
             handle = os.fdopen(fd, "wb")
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            except BaseException:
+                # Closing may fail again flushing what is buffered: the first error is the one to
+                # report, and a file object closed here leaves no "Exception ignored" block later.
+                with contextlib.suppress(OSError):
+                    handle.close()
+                raise
+            handle.close()
+        except OSError as exc:
+            if exc.errno in _WRITE_ERRNOS:
+                raise UserError(f"cannot write {target}: {describe_os_error(exc)}; it was left as it was") from None
+            raise
         if verify is not None:
             verify(tmp)
-        # mkstemp creates 0600 files; give the artefact the permissions a normal write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
+        if permissions is None:
+            # mkstemp creates 0600 files; give the artefact the permissions a normal write would.
+            umask = os.umask(0)
+            os.umask(umask)
+            permissions = 0o666 & ~umask
+        try:
+            os.chmod(tmp, permissions)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise UserError(f"cannot write {target}: {describe_os_error(exc)}; it was left as it was") from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
