@@ -78,12 +78,15 @@ def execute(command: Command, args: argparse.Namespace, prog: str) -> int:
 
 def _execute(command: Command, args: argparse.Namespace, prog: str) -> int:
     """Run a parsed command; every foreseeable failure becomes one line on stderr and exit 1."""
-    from auditoryhum.errors import UserError
+    from auditoryhum.errors import ParameterError, UserError
     from auditoryhum.console import set_quiet
 
     set_quiet(args.quiet)
     try:
         return int(_module(command).run(args, command.name) or 0)
+    except ParameterError as exc:
+        print(f"{prog}: error: {parameter_message(exc, build_parser(command))}", file=sys.stderr)
+        return 1
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -97,6 +100,23 @@ def _execute(command: Command, args: argparse.Namespace, prog: str) -> int:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"{prog}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+
+
+def flag_of(parser: argparse.ArgumentParser, param: str) -> str:
+    """The flag that sets library parameter ``param``: the first option string of the action whose
+    ``dest`` is ``param`` (``--<param>`` when no action has it). The one place parameters become flags."""
+    for action in parser._actions:
+        if action.dest == param and action.option_strings:
+            return action.option_strings[0]
+    return f"--{param}"
+
+
+def parameter_message(exc, parser: argparse.ArgumentParser) -> str:
+    """A :class:`~auditoryhum.errors.ParameterError`'s message with its parameter(s) shown as flags."""
+    with_flags = getattr(exc, "with_flags", None)  # errors naming several parameters (stages._base.MentionError)
+    if with_flags is not None:
+        return with_flags(lambda param: flag_of(parser, param))
+    return exc.for_flag(flag_of(parser, exc.param))
 
 
 def main_script(script: str, argv: Optional[List[str]] = None) -> None:

@@ -13,14 +13,13 @@ one ``error:`` line for a problem with the inputs or flags, or a run that had to
 (finished clusters are kept for the rerun).
 """
 
+from auditoryhum.cli.options import add_gemini_arguments, add_precision_arguments, gemini_options, per_device
+from auditoryhum.stages._base import light_constant
+from auditoryhum.stages.composite import BACKENDS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_LABELS, default_json_path  # noqa: F401
+
 
 def add_arguments(parser, name):
-    from auditoryhum.cli.label import add_precision_arguments
-    from auditoryhum.cli.label_gemini import add_gemini_arguments
-    from auditoryhum.composite import DEFAULT_TOP_LABELS
-    from auditoryhum.models import gemini
-    from auditoryhum.models.chat import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
-
+    gemini_budget = light_constant("auditoryhum.models.gemini", "GENERATION_CONFIG")["max_output_tokens"]
     parser.add_argument("--label_csv", required=True, help="cluster-id file (one integer per line, as cluster_*.py write)")
     parser.add_argument("--top_label_scores_csv", required=True,
                         help="scores file the clustering came from: rows '<i>, <path>, <label>, <score>'")
@@ -29,7 +28,7 @@ def add_arguments(parser, name):
     parser.add_argument("--json", default=None,
                         help="output: JSON with every cluster's full label distribution, prompt, raw answer and label "
                              "(default: the taxonomy CSV's name with .json)")
-    parser.add_argument("--backend", default="hf", choices=("hf", "gemini"),
+    parser.add_argument("--backend", default="hf", choices=BACKENDS,
                         help="hf: a local or hub Hugging Face chat model (default); gemini: a Gemini model via google-genai")
     parser.add_argument("--model", required=True,
                         help="hf: model folder or hub id (a causal chat LM such as Qwen2.5-Instruct, or the "
@@ -38,89 +37,22 @@ def add_arguments(parser, name):
                         help=f"labels in each row's top_labels field, most frequent first (default {DEFAULT_TOP_LABELS})")
     parser.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
                         help=f"hf: longest answer in tokens (default {DEFAULT_MAX_NEW_TOKENS}; only its first line is kept). "
-                             f"gemini keeps the labeller's {gemini.GENERATION_CONFIG['max_output_tokens']}-token budget, "
-                             f"which its thinking also spends")
-    defaults = ", ".join(f"{d} {n}" for d, n in DEFAULT_BATCH_SIZE.items())
+                             f"gemini keeps the labeller's {gemini_budget}-token budget, which its thinking also spends")
+    defaults = per_device(light_constant("auditoryhum.models.chat", "DEFAULT_BATCH_SIZE"))
     add_precision_arguments(parser, f"hf: clusters per generation batch (default per device: {defaults})")
     add_gemini_arguments(parser.add_argument_group("gemini backend"), "clusters")
 
 
-def default_json_path(taxonomy_csv: str) -> str:
-    """``taxonomy.csv`` -> ``taxonomy.json`` (a name without ``.csv`` gets ``.json`` appended)."""
-    import os
-
-    root, ext = os.path.splitext(taxonomy_csv)
-    return (root if ext.lower() == ".csv" else taxonomy_csv) + ".json"
-
-
-def _gemini_backend(args, instruction):
-    from auditoryhum.cli.label_gemini import gemini_settings
-    from auditoryhum.console import note
-    from auditoryhum.errors import UserError
-    from auditoryhum.models.chat import GeminiChatBackend
-
-    if not args.model.strip():
-        raise UserError("--model is empty; give a Gemini model id, e.g. --model gemini-2.5-flash")
-    settings, key_source = gemini_settings(args, args.model.strip())
-    endpoint = f" via {settings.base_url}" if settings.base_url else ""
-    note(f"composite labels from {settings.model}{endpoint} (key from {key_source}, up to {settings.max_retries} retries per request)")
-    return GeminiChatBackend(settings, instruction), settings.api_key
-
-
 def run(args, name):
-    import os
-
     from auditoryhum.console import report_failures
-    from auditoryhum.composite import COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER, cluster_label_stats
-    from auditoryhum.errors import UserError
-    from auditoryhum.io.artefacts import check_aligned, read_cluster_ids, read_scores
+    from auditoryhum.stages.composite import composite_labels
 
-    # Flag and input mistakes first: they cost nothing to find, unlike loading a model.
-    if args.top_labels < 1:
-        raise UserError(f"--top_labels must be at least 1, got {args.top_labels}")
-    if args.max_new_tokens < 1:
-        raise UserError(f"--max_new_tokens must be at least 1, got {args.max_new_tokens}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch_size must be at least 1, got {args.batch_size}")
-    json_path = args.json or default_json_path(args.taxonomy_csv)
-    if os.path.abspath(json_path) == os.path.abspath(args.taxonomy_csv):
-        raise UserError(f"--json and --taxonomy_csv are the same file ({json_path}); give two different names")
-    cluster_ids = read_cluster_ids(args.label_csv)
-    rows = read_scores(args.top_label_scores_csv)
-    check_aligned(f"scores file {args.top_label_scores_csv}", len(rows), f"cluster-id file {args.label_csv}", len(cluster_ids))
-    if not len(cluster_ids):
-        raise UserError(f"cluster-id file {args.label_csv} is empty; run a cluster_*.py tool first")
-    stats = cluster_label_stats(cluster_ids.tolist(), [r.label for r in rows])
-
-    api_key = None
-    if args.backend == "gemini":
-        backend, api_key = _gemini_backend(args, COMPOSITE_SYSTEM_INSTRUCTION)
-    else:
-        from auditoryhum.models.loader import check_source
-
-        check_source(args.model, "--model")
-        from auditoryhum.models.chat import HFChatBackend
-        from auditoryhum.models.device import resolve_precision
-
-        precision = resolve_precision(args.device, args.dtype, args.quantization)
-        backend = HFChatBackend(args.model, precision, args.batch_size, args.max_new_tokens, COMPOSITE_SYSTEM_INSTRUCTION)
-
-    from auditoryhum.models.chat import run_composite_labelling
-
-    run_info = {"label_csv": args.label_csv, "top_label_scores_csv": args.top_label_scores_csv}
-    def work():
-        return run_composite_labelling(stats, backend, args.taxonomy_csv, json_path, args.top_labels, run_info)
-
-    if api_key is None:
-        report = work()
-    else:
-        from auditoryhum.cli.label_gemini import without_key_in_errors
-
-        report = without_key_in_errors(api_key, work, "clusters")
-
-    named = sum(1 for c, r in report.results.items() if c != NOISE_CLUSTER and r.error is None)
-    total = sum(1 for c in stats.per_cluster if c != NOISE_CLUSTER)
-    noise = " (+ the noise cluster -1, labelled noise)" if NOISE_CLUSTER in stats.per_cluster else ""
-    print(f"composite labels of {named} of {total} clusters{noise} -> {args.taxonomy_csv}, {json_path}")
-    return report_failures(report.failures, total, "they got no composite label: their composite_label is empty "
-                           "(rerun the same command to ask again only for those)", unit="clusters")
+    result = composite_labels(
+        args.label_csv, args.top_label_scores_csv, args.taxonomy_csv, model=args.model, json=args.json,
+        backend=args.backend, top_labels=args.top_labels, max_new_tokens=args.max_new_tokens, device=args.device,
+        dtype=args.dtype, quantization=args.quantization, batch_size=args.batch_size, **gemini_options(args))
+    noise = " (+ the noise cluster -1, labelled noise)" if result.has_noise else ""
+    print(f"composite labels of {result.n_named} of {result.n_clusters} clusters{noise} -> "
+          f"{args.taxonomy_csv}, {result.outputs['json']}")
+    return report_failures(result.failures, result.n_clusters, "they got no composite label: their composite_label is "
+                           "empty (rerun the same command to ask again only for those)", unit="clusters")

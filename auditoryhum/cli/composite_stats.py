@@ -9,12 +9,7 @@ def add_arguments(parser, name):
 def run(args, name):
     import sys
 
-    from auditoryhum.composite import cluster_label_stats, format_stats_report
-    from auditoryhum.io.artefacts import check_aligned, read_cluster_ids, read_scores
+    from auditoryhum.stages.composite import composite_stats
 
-    cluster_ids = read_cluster_ids(args.label_csv)
-    rows = read_scores(args.top_label_scores_csv)
-    check_aligned(f"scores file {args.top_label_scores_csv}", len(rows), f"cluster-id file {args.label_csv}", len(cluster_ids))
-    stats = cluster_label_stats(cluster_ids.tolist(), [r.label for r in rows])
-    sys.stdout.write(format_stats_report(stats))
+    sys.stdout.write(composite_stats(args.label_csv, args.top_label_scores_csv).report)
     return 0

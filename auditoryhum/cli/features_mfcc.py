@@ -1,19 +1,17 @@
 """features_mfcc.py: mean MFCC vector of every clip."""
 
+from auditoryhum.cli.options import add_filedir
+
 
 def add_arguments(parser, name):
-    parser.add_argument("--filedir", required=True, help="glob of the audio files, quoted (e.g. 'clips/*.wav')")
+    add_filedir(parser)
     parser.add_argument("--mfcc_npy", required=True, help="output .npy, shape (clips, 20), rows in sorted-path order")
 
 
 def run(args, name):
     from auditoryhum.console import report_failures
-    from auditoryhum.features import mfcc_features
-    from auditoryhum.io.artefacts import save_matrix
-    from auditoryhum.io.audio import expand_glob
+    from auditoryhum.stages.embed import embed_mfcc
 
-    paths = expand_glob(args.filedir)
-    table = mfcc_features(paths)
-    save_matrix(args.mfcc_npy, table.rows)
-    print(f"MFCC features of {len(paths)} clips -> {args.mfcc_npy} shape {table.rows.shape}")
-    return report_failures(table.failures, len(paths))
+    result = embed_mfcc(args.filedir, args.mfcc_npy)
+    print(f"MFCC features of {len(result.paths)} clips -> {args.mfcc_npy} shape {result.rows.shape}")
+    return report_failures(result.failures, len(result.paths))

@@ -8,13 +8,8 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
-    from auditoryhum.hitl import is_annotated, merge_labels
-    from auditoryhum.io.artefacts import check_aligned, read_annotations, read_label_file, write_lines
+    from auditoryhum.stages.review import merge_labels
 
-    model_lines = read_label_file(args.csv1)
-    human_lines = read_annotations(args.csv2)
-    check_aligned(f"label file {args.csv1}", len(model_lines), f"annotations file {args.csv2}", len(human_lines), b_may_be_shorter=True)
-    write_lines(args.csv3, merge_labels(model_lines, human_lines))
-    replaced = sum(1 for line in human_lines if is_annotated(line))
-    print(f"{replaced} of {len(model_lines)} lines taken from the human annotations -> {args.csv3}")
+    result = merge_labels(args.csv1, args.csv2, args.csv3)
+    print(f"{result.n_replaced} of {result.n_lines} lines taken from the human annotations -> {args.csv3}")
     return 0

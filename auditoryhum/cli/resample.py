@@ -1,20 +1,20 @@
 """util_resample.py: convert clips to one rate, channel count and sample format."""
 
-import os
+from auditoryhum.cli.options import add_filedir
+from auditoryhum.recipe import RESAMPLE_BITS, RESAMPLE_CHANNELS, RESAMPLE_RATE
+from auditoryhum.stages.resample import BITS_CHOICES, DEFAULT_RESAMPLER, RESAMPLER_CHOICES, default_jobs
 
 
 def add_arguments(parser, name):
-    parser.add_argument("--filedir", required=True, help="glob of the audio files, quoted (e.g. 'clips/*.wav')")
-    parser.add_argument("--sampling_rate", type=int, default=16000, help="target rate in Hz (default 16000)")
-    parser.add_argument("--bits", default="s16", choices=["u8", "s16", "s32", "flt", "dbl"],
-                        help="target sample format, ffmpeg names (default s16); ignored for lossy Ogg/MP3 files")
-    parser.add_argument("--channels", type=int, default=1, help="target channel count (default 1)")
+    add_filedir(parser)
+    parser.add_argument("--sampling_rate", type=int, default=RESAMPLE_RATE, help=f"target rate in Hz (default {RESAMPLE_RATE})")
+    parser.add_argument("--bits", default=RESAMPLE_BITS, choices=BITS_CHOICES,
+                        help=f"target sample format, ffmpeg names (default {RESAMPLE_BITS}); ignored for lossy Ogg/MP3 files")
+    parser.add_argument("--channels", type=int, default=RESAMPLE_CHANNELS, help=f"target channel count (default {RESAMPLE_CHANNELS})")
     parser.add_argument("--output_dir", default=None,
                         help="write converted copies here (mirroring the input folders) instead of replacing the originals")
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                        help="files converted in parallel (default: min(4, CPUs))")
-    # Kept in step with auditoryhum.resample.RESAMPLERS / DEFAULT_RESAMPLER (not imported: --help stays light).
-    parser.add_argument("--resampler", choices=["ffmpeg", "soxr"], default="ffmpeg",
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="files converted in parallel (default: min(4, CPUs))")
+    parser.add_argument("--resampler", choices=RESAMPLER_CHOICES, default=DEFAULT_RESAMPLER,
                         help="ffmpeg (default): the filter of ffmpeg's default resampler, so the clips match the "
                              "published recipe's 'ffmpeg -ar -ac -sample_fmt' output (the same samples for 8/16-bit "
                              "sources); it is -1 dB at 0.9x the new Nyquist frequency, -6 dB at 0.97x and -10 dB at 1x, "
@@ -24,24 +24,19 @@ def add_arguments(parser, name):
 
 def run(args, name):
     from auditoryhum.console import note
-    from auditoryhum.errors import UserError
-    from auditoryhum.io.audio import expand_glob
-    from auditoryhum.resample import Target, convert_files
+    from auditoryhum.stages.resample import resample
 
-    target = Target(args.sampling_rate, args.channels, args.bits, args.resampler)
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
-    sources = expand_glob(args.filedir)
-    outcomes = convert_files(sources, target, args.output_dir, jobs=args.jobs)
-    counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("converted", "unchanged", "failed")}
-    for o in outcomes:
+    result = resample(args.filedir, sampling_rate=args.sampling_rate, bits=args.bits, channels=args.channels,
+                      output_dir=args.output_dir, jobs=args.jobs, resampler=args.resampler)
+    for o in result.outcomes:
         if o.status == "failed":
             print(f"failed: {o.message}", flush=True)
         elif o.message:
             note(o.message)
+    counts = result.counts
     where = f"into {args.output_dir}" if args.output_dir else "in place"
     print(
-        f"{len(outcomes)} files {where}: {counts['converted']} converted, {counts['unchanged']} already "
+        f"{len(result.outcomes)} files {where}: {counts['converted']} converted, {counts['unchanged']} already "
         f"{args.sampling_rate} Hz / {args.channels} ch / {args.bits}, {counts['failed']} failed (left untouched)",
         flush=True,
     )

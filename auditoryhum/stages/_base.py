@@ -6,8 +6,14 @@ defaults (:mod:`auditoryhum.recipe`), and the result says what was written where
 the script prints, and which items failed. Stage results subclass :class:`StageResult`.
 """
 
+import contextlib
+import functools
+import os
+import re
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
+
+from auditoryhum.errors import ParameterError
 
 
 @dataclass
@@ -30,3 +36,127 @@ class StageResult:
     def ok(self) -> bool:
         """True when no item failed."""
         return not self.failures
+
+
+def expand_clips(filedir, param: str = "filedir"):
+    """The clips of a stage: a glob (expanded, sorted) or an explicit sequence of paths (kept in order).
+
+    Returns ``(paths, description)``; the description names the clips in messages.
+    """
+    from auditoryhum.io.audio import expand_glob
+
+    if isinstance(filedir, (str, os.PathLike)):
+        return expand_glob(str(filedir)), f"{mention(param)} {str(filedir)!r}"
+    paths = [str(p) for p in filedir]
+    if not paths:
+        raise ParameterError(param, "is an empty list of clips")
+    return paths, f"{mention(param)} ({len(paths)} clips)"
+
+
+def mention(param: str) -> str:
+    """A marker for ``param`` inside a message given to a lower layer; :func:`guarded` turns the
+    error into a :class:`MentionError`, shown with the parameter's name (library) or flag (CLI)."""
+    return f"\x00{param}\x00"
+
+
+_MENTION = re.compile("\x00([A-Za-z_][A-Za-z0-9_]*)\x00")
+
+
+class MentionError(ParameterError):
+    """A :class:`ParameterError` whose message names one or more parameters anywhere, not only first.
+
+    ``text`` holds :func:`mention` markers; ``param`` is the first one named.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        params = _MENTION.findall(text)
+        super().__init__(params[0], "")
+        self.params = tuple(params)
+
+    def __str__(self) -> str:
+        return self.with_flags(lambda param: param)
+
+    def for_flag(self, flag: str) -> str:
+        return self.with_flags(lambda param: flag if param == self.param else param)
+
+    def with_flags(self, flag_of) -> str:
+        """The message with every named parameter shown as ``flag_of(param)``."""
+        return _MENTION.sub(lambda m: flag_of(m.group(1)), self.text)
+
+
+def _as_mention_error(exc: Exception) -> Optional["MentionError"]:
+    from auditoryhum.errors import UserError
+
+    if isinstance(exc, UserError) and not isinstance(exc, ParameterError) and _MENTION.search(str(exc)):
+        return MentionError(str(exc))
+    return None
+
+
+@contextlib.contextmanager
+def guarded(holder: str, inputs: Dict[str, object], outputs: Dict[str, Optional[str]]):
+    """Hold :func:`auditoryhum.io.guard.guard_stage` for the whole stage: no output overlaps an input or
+    another output, none is a directory, and each is locked against a concurrent run.
+
+    ``inputs`` maps a parameter to a path or a list of paths (a glob's files); ``outputs`` maps a
+    parameter to a path (``None``: not written by this call, left out).
+    """
+    outputs = {k: str(v) for k, v in outputs.items() if v is not None}
+    inputs = {k: (str(v) if isinstance(v, (str, os.PathLike)) else [str(p) for p in v])
+              for k, v in inputs.items() if v is not None}
+    try:
+        from auditoryhum.io.guard import guard_stage
+        guard = guard_stage(inputs=inputs, outputs=outputs, holder=holder)
+    except ModuleNotFoundError:  # pragma: no cover - only while io/guard.py is being written
+        guard = contextlib.nullcontext()
+    with guard:
+        try:
+            yield
+        except Exception as exc:
+            # A lower layer's message that names a parameter (see mention()) is a parameter's error.
+            converted = _as_mention_error(exc)
+            if converted is None:
+                raise
+            raise converted from None
+
+
+@contextlib.contextmanager
+def as_parameter(param: str):
+    """Turn a ``UserError`` that begins with ``param`` (a lower layer's message naming it) into a
+    :class:`~auditoryhum.errors.ParameterError`, so the command line shows it under its flag."""
+    from auditoryhum.errors import ParameterError, UserError
+
+    try:
+        yield
+    except ParameterError:
+        raise
+    except UserError as exc:
+        text = str(exc)
+        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
+            raise ParameterError(param, text[len(param):].lstrip(": ").lstrip()) from None
+        raise
+
+
+def light_constant(module: str, name: str):
+    """A literal constant of ``module`` read from its source, without importing it.
+
+    For ``--help`` texts: the model modules import numpy at the top, and a parser must not.
+    The constant keeps its one definition there; this reads it (``ast.literal_eval``).
+    """
+    import ast
+    import importlib.util
+
+    tree = _parsed(importlib.util.find_spec(module).origin)
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value is not None:
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{module}.{name} is not a literal top-level constant")
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(path: str):
+    import ast
+
+    with open(path, encoding="utf-8") as fh:
+        return ast.parse(fh.read(), path)

@@ -1,0 +1,105 @@
+"""Argument pieces shared by several commands: defined once, so their flags and help cannot drift.
+
+Light: no heavy import. Defaults that live in model modules (which import numpy at the top) are
+read from their source with :func:`auditoryhum.stages._base.light_constant`.
+"""
+
+import argparse
+
+from auditoryhum.stages._base import light_constant
+
+CLIPS_HELP = "glob of the audio files, quoted (e.g. 'clips/*.wav')"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is less than 1")
+    return value
+
+
+def number(text: str) -> float:
+    """argparse type: any float."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def add_filedir(parser, help: str = CLIPS_HELP) -> None:
+    parser.add_argument("--filedir", required=True, help=help)
+
+
+def add_device(parser) -> None:
+    """``--device``: the choices of :mod:`auditoryhum.models.device` (a light module)."""
+    from auditoryhum.models.device import DEVICE_CHOICES
+
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="default: auto (CUDA, then MPS, then CPU)")
+
+
+def add_batch_size(parser, help: str, default=None) -> None:
+    """``--batch_size``; its range is checked by the stage (one message for the API and the CLI)."""
+    parser.add_argument("--batch_size", type=int, default=default, help=help)
+
+
+def per_device(defaults) -> str:
+    return ", ".join(f"{d} {n}" for d, n in defaults.items())
+
+
+def add_precision_arguments(parser, batch_help: str) -> None:
+    """``--device``, ``--dtype``, ``--quantization`` and ``--batch_size`` of the model commands."""
+    from auditoryhum.models.device import DTYPE_CHOICES, QUANTIZATION_CHOICES
+
+    add_device(parser)
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="weights dtype; auto: bfloat16 on CUDA (float16 if unsupported), float16 on MPS, float32 on CPU")
+    parser.add_argument("--quantization", default="auto", choices=QUANTIZATION_CHOICES,
+                        help="auto: 4-bit NF4 (double quantisation, as the paper) where CUDA and bitsandbytes exist, else none")
+    add_batch_size(parser, batch_help)
+
+
+def add_annotations(parser) -> None:
+    from auditoryhum.stages.label import MAX_HINT_CHARS
+
+    parser.add_argument("--annotations", default=None,
+                        help=f"human hints, one line per sorted clip (may be shorter); a non-blank line is appended to "
+                             f"that clip's prompt (at most {MAX_HINT_CHARS} characters)")
+
+
+def add_gemini_arguments(group, unit: str) -> None:
+    """The Gemini client's flags, shared by every command that talks to Gemini.
+
+    ``unit`` names what one request is for ("clips", "clusters") in the help texts.
+    """
+    g = "auditoryhum.models.gemini"
+    max_retries = light_constant(g, "DEFAULT_MAX_RETRIES")
+    timeout = light_constant(g, "DEFAULT_TIMEOUT_S")
+    base_delay = light_constant(g, "DEFAULT_RETRY_BASE_DELAY_S")
+    max_failures = light_constant(g, "DEFAULT_MAX_CONSECUTIVE_FAILURES")
+    group.add_argument("--api_key", default=None,
+                       help="API key; better set GEMINI_API_KEY or GOOGLE_API_KEY (GOOGLE_API_KEY wins if both are set), "
+                            "since a flag is visible to other users in the process list. Never printed")
+    group.add_argument("--base_url", default=None,
+                       help=f"send requests to this endpoint (gateway, proxy, regional endpoint) instead of the default; "
+                            f"default: ${light_constant(g, 'BASE_URL_ENV_VAR')} if set")
+    group.add_argument("--max_retries", type=int, default=max_retries,
+                       help=f"retries of a request after a rate limit (429), server error (500, 502, 503, 504), timeout or "
+                            f"connection error (default {max_retries}); other errors are not retried")
+    group.add_argument("--timeout", type=number, default=timeout, help=f"seconds each request may take (default {timeout:g})")
+    group.add_argument("--retry_base_delay", type=number, default=base_delay,
+                       help=f"first back-off delay in seconds, doubled per retry up to {light_constant(g, 'RETRY_MAX_DELAY_S'):g} s, "
+                            f"with jitter (default {base_delay:g}); a delay the server asks for is honoured instead "
+                            f"(up to {light_constant(g, 'SERVER_RETRY_DELAY_CAP_S'):g} s)")
+    group.add_argument("--max_consecutive_failures", type=int, default=max_failures,
+                       help=f"stop the run when this many {unit} in a row fail after their retries (default "
+                            f"{max_failures}; 0: never); a rerun resumes")
+
+
+def gemini_options(args) -> dict:
+    """The keyword arguments of the Gemini flags, for a stage function."""
+    return {"api_key": args.api_key, "base_url": args.base_url, "max_retries": args.max_retries, "timeout": args.timeout,
+            "retry_base_delay": args.retry_base_delay, "max_consecutive_failures": args.max_consecutive_failures}

@@ -1,0 +1,178 @@
+"""Composite labels: per-cluster label statistics, and a short name for every cluster from an LLM.
+
+Top level is light: the defaults are read from their modules' source (:func:`light_constant`).
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from auditoryhum.stages._base import StageResult, as_parameter, guarded, light_constant, mention
+from auditoryhum.stages.label import _check_precision, _local, gemini_settings, without_key_in_errors
+
+#: Labels in each taxonomy row's top_labels field (``auditoryhum.composite.DEFAULT_TOP_LABELS``).
+DEFAULT_TOP_LABELS = light_constant("auditoryhum.composite", "DEFAULT_TOP_LABELS")
+#: Longest answer of a Hugging Face chat model (``auditoryhum.models.chat.DEFAULT_MAX_NEW_TOKENS``).
+DEFAULT_MAX_NEW_TOKENS = light_constant("auditoryhum.models.chat", "DEFAULT_MAX_NEW_TOKENS")
+BACKENDS = ("hf", "gemini")
+
+
+def default_json_path(taxonomy_csv: str) -> str:
+    """``taxonomy.csv`` -> ``taxonomy.json`` (a name without ``.csv`` gets ``.json`` appended)."""
+    root, ext = os.path.splitext(taxonomy_csv)
+    return (root if ext.lower() == ".csv" else taxonomy_csv) + ".json"
+
+
+@dataclass
+class CompositeStatsResult(StageResult):
+    """Per-cluster label distributions (:func:`composite_stats`).
+
+    ``stats`` is a ``ClusterLabelStats`` (``per_cluster``: cluster id -> [(label, count), ...],
+    most frequent first); ``report`` is the text the script prints (one prompt per cluster).
+    """
+
+    stats: Any = None
+    report: str = ""
+
+
+def _read_clusters(label_csv: str, top_label_scores_csv: str):
+    from auditoryhum.composite import cluster_label_stats
+    from auditoryhum.io.artefacts import check_aligned, read_cluster_ids, read_scores
+
+    cluster_ids = read_cluster_ids(label_csv)
+    rows = read_scores(top_label_scores_csv)
+    check_aligned(f"scores file {top_label_scores_csv}", len(rows), f"cluster-id file {label_csv}", len(cluster_ids))
+    return cluster_ids, cluster_label_stats(cluster_ids.tolist(), [r.label for r in rows])
+
+
+def composite_stats(label_csv: str, top_label_scores_csv: str) -> CompositeStatsResult:
+    """Label distribution of every cluster, and the composite-label prompt of each.
+
+    Parameters
+    ----------
+    label_csv : str
+        Cluster-id file (one integer per line, as the cluster stages write).
+    top_label_scores_csv : str
+        The scores file the clustering came from (rows ``<i>, <path>, <label>, <score>``).
+        Nothing is written.
+    """
+    with guarded("composite_stats", {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv}, {}):
+        from auditoryhum.composite import format_stats_report
+
+        _, stats = _read_clusters(label_csv, top_label_scores_csv)
+    return CompositeStatsResult(stats=stats, report=format_stats_report(stats))
+
+
+@dataclass
+class CompositeLabelsResult(StageResult):
+    """What :func:`composite_labels` wrote.
+
+    Attributes
+    ----------
+    labels : dict of int to str
+        Cluster id -> composite label (``""`` for a cluster that got none; ``noise`` for -1).
+    n_named, n_clusters : int
+        Clusters named, of the clusters sent to the model (the noise cluster is not sent).
+    has_noise : bool
+        Whether the noise cluster -1 is present.
+    """
+
+    labels: Dict[int, str] = field(default_factory=dict)
+    n_named: int = 0
+    n_clusters: int = 0
+    has_noise: bool = False
+
+
+def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: str, *, model: str,
+                     json: Optional[str] = None, backend: str = "hf", top_labels: int = DEFAULT_TOP_LABELS,
+                     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, device: str = "auto", dtype: str = "auto",
+                     quantization: str = "auto", batch_size: Optional[int] = None, api_key: Optional[str] = None,
+                     base_url: Optional[str] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None,
+                     retry_base_delay: Optional[float] = None,
+                     max_consecutive_failures: Optional[int] = None) -> CompositeLabelsResult:
+    """Name every cluster with a short composite label from an LLM, resumably.
+
+    Parameters
+    ----------
+    label_csv : str
+        Cluster-id file (one integer per line).
+    top_label_scores_csv : str
+        The scores file the clustering came from.
+    taxonomy_csv : str
+        Output: header ``cluster,composite_label,n_clips,top_labels``, one row per cluster (ascending).
+    model : str
+        hf: chat model folder or hub id; gemini: model id.
+    json : str, optional
+        Output: every cluster's distribution, prompt, raw answer and label (default: the
+        taxonomy CSV's name with ``.json``).
+    backend : {"hf", "gemini"}
+    top_labels : int
+        Labels in each row's ``top_labels`` field (default 5).
+    max_new_tokens : int
+        hf: longest answer in tokens (default 32).
+    device, dtype, quantization, batch_size
+        hf: as :func:`auditoryhum.label` (batch: clusters per generation batch).
+    api_key, base_url, max_retries, timeout, retry_base_delay, max_consecutive_failures
+        gemini: as :func:`auditoryhum.label_gemini`.
+    """
+    from auditoryhum.errors import UserError
+    from auditoryhum.validation import one_of, optional_positive_int, positive_int
+
+    one_of(backend, BACKENDS, "backend")
+    top_labels = positive_int(top_labels, "top_labels")
+    max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
+    batch_size = optional_positive_int(batch_size, "batch_size")
+    _check_precision(device, dtype, quantization)
+    json_path = json or default_json_path(taxonomy_csv)
+    if os.path.abspath(json_path) == os.path.abspath(taxonomy_csv):
+        from auditoryhum.stages._base import MentionError
+
+        raise MentionError(f"{mention('json')} and {mention('taxonomy_csv')} are the same file ({json_path}); "
+                           f"give two different names")
+    with guarded("composite", {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv,
+                               "model": _local(model) if backend == "hf" else None},
+                 {"taxonomy_csv": taxonomy_csv, "json": json_path}):
+        from auditoryhum.composite import COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER
+
+        # Input mistakes first: they cost nothing to find, unlike loading a model.
+        cluster_ids, stats = _read_clusters(label_csv, top_label_scores_csv)
+        if not len(cluster_ids):
+            raise UserError(f"cluster-id file {label_csv} is empty; run a clustering stage first")
+        api_key_used = None
+        if backend == "gemini":
+            from auditoryhum.console import note
+            from auditoryhum.models.chat import GeminiChatBackend
+
+            settings, key_source = gemini_settings(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                                   timeout=timeout, retry_base_delay=retry_base_delay,
+                                                   max_consecutive_failures=max_consecutive_failures)
+            endpoint = f" via {settings.base_url}" if settings.base_url else ""
+            note(f"composite labels from {settings.model}{endpoint} (key from {key_source}, "
+                 f"up to {settings.max_retries} retries per request)")
+            chat = GeminiChatBackend(settings, COMPOSITE_SYSTEM_INSTRUCTION)
+            api_key_used = settings.api_key
+        else:
+            from auditoryhum.models.loader import check_source
+
+            with as_parameter("model"):
+                check_source(model, "model")
+            from auditoryhum.models.chat import HFChatBackend
+            from auditoryhum.models.device import resolve_precision
+
+            precision = resolve_precision(device, dtype, quantization)
+            chat = HFChatBackend(model, precision, batch_size, max_new_tokens, COMPOSITE_SYSTEM_INSTRUCTION)
+
+        from auditoryhum.models.chat import run_composite_labelling
+
+        run_info = {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv}
+
+        def work():
+            with as_parameter("model"):
+                return run_composite_labelling(stats, chat, taxonomy_csv, json_path, top_labels, run_info)
+
+        report = work() if api_key_used is None else without_key_in_errors(api_key_used, work, "clusters")
+    labels = {c: r.label for c, r in report.results.items()}
+    return CompositeLabelsResult(
+        outputs={"taxonomy_csv": str(taxonomy_csv), "json": str(json_path)}, failures=list(report.failures),
+        labels=labels, n_named=sum(1 for c, r in report.results.items() if c != NOISE_CLUSTER and r.error is None),
+        n_clusters=sum(1 for c in stats.per_cluster if c != NOISE_CLUSTER), has_noise=NOISE_CLUSTER in stats.per_cluster)

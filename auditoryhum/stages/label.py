@@ -1,0 +1,254 @@
+"""Labelling stages: an audio LLM (four families) or a Gemini model writes one label line per clip.
+
+Top level is light (standard library only): the models are imported inside the functions.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Union
+
+from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded
+
+#: A human hint longer than this is refused: it is appended to the prompt, and a runaway line
+#: (a pasted file) would make generation run without bound.
+MAX_HINT_CHARS = 2000
+
+#: The families :func:`label` accepts (``auditoryhum.models.families.FAMILIES``).
+LABEL_FAMILIES = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n")
+
+
+@dataclass
+class LabelResult(StageResult):
+    """What a labelling stage did.
+
+    Attributes
+    ----------
+    labels : list of str
+        The label line written for each clip, in clip order (``""`` for a failed clip).
+    paths : list of str
+        The clips, in the order of the label file.
+    model : str
+        The model that labelled them (folder, hub id or Gemini id).
+    """
+
+    labels: List[str] = field(default_factory=list)
+    paths: List[str] = field(default_factory=list)
+    model: str = ""
+
+
+def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips: str = "the clips") -> List[str]:
+    """The user prompt of every clip: the published prompt, plus its hint from ``annotations`` if any.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The clips, in label-file order.
+    annotations : str, optional
+        Human hints, one line per clip in that order (may be shorter; a blank line is no hint).
+        A hint over :data:`MAX_HINT_CHARS` characters is refused.
+    clips : str
+        How messages name the clips.
+
+    Returns
+    -------
+    list of str
+        One prompt per clip.
+    """
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.io.artefacts import check_aligned, read_annotations
+    from auditoryhum.recipe import PROMPT
+
+    hints: List[str] = []
+    if annotations:
+        hints = read_annotations(annotations)
+        check_aligned(f"{clips} ({len(paths)} clips)", len(paths), f"annotations file {annotations}", len(hints),
+                      b_may_be_shorter=True)
+        for number, hint in enumerate(hints, start=1):
+            if len(hint.strip()) > MAX_HINT_CHARS:
+                raise ParameterError("annotations", f"file {annotations} line {number} is a hint of {len(hint.strip())} "
+                                     f"characters; a hint may have at most {MAX_HINT_CHARS} (it is appended to the prompt): "
+                                     f"shorten that line")
+    prompts = []
+    for i in range(len(paths)):
+        hint = (hints[i] if i < len(hints) else "").strip()
+        prompts.append(f"{PROMPT} {hint}" if hint else PROMPT)
+    return prompts
+
+
+def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *, family: str,
+          annotations: Optional[str] = None, device: str = "auto", dtype: str = "auto", quantization: str = "auto",
+          batch_size: Optional[int] = None, long_audio: str = "truncate") -> LabelResult:
+    """Label every clip with an audio LLM and write one line per clip to ``text_label_csv``.
+
+    Parameters
+    ----------
+    filedir : str or sequence of str
+        A glob of the clips (quoted on a shell; expanded and sorted) or the clip paths in order.
+    model : str
+        Model folder or Hugging Face hub id of ``family``.
+    text_label_csv : str
+        Output: one line of comma-separated candidate labels per clip, in clip order; a journal
+        beside it makes a rerun resume (only failed or missing clips are labelled again).
+    family : {"qwen2a", "qwen2_5o", "qwen3o", "gemma3n"}
+        Which model family (prompt template, processor, system prompt).
+    annotations : str, optional
+        Human hints, one line per clip (may be shorter), appended to that clip's prompt.
+    device, dtype, quantization : str
+        ``"auto"`` or a choice of :mod:`auditoryhum.models.device`; auto quantisation is the
+        paper's 4-bit NF4 where CUDA and bitsandbytes exist.
+    batch_size : int, optional
+        Clips per generation batch (>= 1); default per device (``models.labeller.DEFAULT_BATCH_SIZE``).
+    long_audio : {"truncate", "window"}
+        Clips longer than the front end's window: label the first window (the paper) or every window.
+
+    Returns
+    -------
+    LabelResult
+        ``outputs["text_label_csv"]``, the label lines, and one failure message per failed clip.
+    """
+    from auditoryhum.validation import one_of, optional_positive_int
+
+    one_of(family, LABEL_FAMILIES, "family")
+    batch_size = optional_positive_int(batch_size, "batch_size")
+    one_of(long_audio, ("truncate", "window"), "long_audio")
+    _check_precision(device, dtype, quantization)
+    paths, clips = expand_clips(filedir)
+    with guarded(f"label ({family})", {"filedir": paths, "annotations": annotations, "model": _local(model)},
+                 {"text_label_csv": text_label_csv}):
+        from auditoryhum.models.families import get_family
+        from auditoryhum.models.loader import check_model_type, check_source
+
+        fam = get_family(family)
+        # Parameter mistakes first: they cost nothing to find, unlike importing torch.
+        with as_parameter("model"):
+            check_source(model, "model")
+            check_model_type(model, "model", fam.model_types, fam.what)
+        prompts = clip_prompts(paths, annotations, clips)
+        from auditoryhum.models.device import resolve_precision
+        from auditoryhum.models.labeller import run_labelling
+
+        precision = resolve_precision(device, dtype, quantization)
+        with as_parameter("model"):
+            report = run_labelling(fam, model, paths, prompts, text_label_csv, precision,
+                                   batch_size=batch_size, long_audio=long_audio)
+    return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
+                       labels=list(report.labels), paths=list(paths), model=model)
+
+
+def _check_precision(device: str, dtype: str, quantization: str) -> None:
+    from auditoryhum.models.device import DEVICE_CHOICES, DTYPE_CHOICES, QUANTIZATION_CHOICES
+    from auditoryhum.validation import one_of
+
+    one_of(device, DEVICE_CHOICES, "device")
+    one_of(dtype, DTYPE_CHOICES, "dtype")
+    one_of(quantization, QUANTIZATION_CHOICES, "quantization")
+
+
+def _local(source: str) -> Optional[str]:
+    """A model folder as an input of the guard (a hub id is not a path)."""
+    import os
+
+    return source if os.path.exists(source) else None
+
+
+# --- Gemini ---------------------------------------------------------------------------------------
+
+def gemini_settings(model: str, *, model_param: str = "model", api_key: Optional[str] = None, base_url: Optional[str] = None,
+                    max_retries: Optional[int] = None, timeout: Optional[float] = None,
+                    retry_base_delay: Optional[float] = None, max_consecutive_failures: Optional[int] = None, **extra):
+    """Checked ``GeminiSettings`` for ``model``; returns ``(settings, where the key came from)``.
+
+    ``None`` options take :mod:`auditoryhum.models.gemini`'s defaults; the key comes from
+    ``api_key`` or else the environment (``GOOGLE_API_KEY``, ``GEMINI_API_KEY``). Notes once
+    when the key was passed directly, where other users of a shell can see it.
+    """
+    from auditoryhum.console import note
+    from auditoryhum.models import gemini
+    from auditoryhum.validation import finite_non_negative, non_negative_int
+
+    if not model.strip():
+        from auditoryhum.errors import ParameterError
+
+        raise ParameterError(model_param, "is empty; give a Gemini model id, e.g. gemini-2.5-flash")
+    max_retries = non_negative_int(gemini.DEFAULT_MAX_RETRIES if max_retries is None else max_retries, "max_retries")
+    timeout = finite_non_negative(gemini.DEFAULT_TIMEOUT_S if timeout is None else timeout, "timeout")
+    retry_base_delay = finite_non_negative(gemini.DEFAULT_RETRY_BASE_DELAY_S if retry_base_delay is None
+                                           else retry_base_delay, "retry_base_delay")
+    max_consecutive_failures = non_negative_int(gemini.DEFAULT_MAX_CONSECUTIVE_FAILURES if max_consecutive_failures is None
+                                                else max_consecutive_failures, "max_consecutive_failures")
+    key, key_source = gemini.resolve_api_key(api_key)
+    settings = gemini.GeminiSettings(model=model.strip(), api_key=key, base_url=gemini.resolve_base_url(base_url),
+                                     timeout_s=timeout, max_retries=max_retries, retry_base_delay_s=retry_base_delay,
+                                     max_consecutive_failures=max_consecutive_failures, **extra)
+    settings.check()
+    if api_key is not None and api_key.strip():
+        note("the API key was given directly (api_key), so on a command line other users can see it in the "
+             "process list; GEMINI_API_KEY in the environment is safer")
+    return settings, key_source
+
+
+def without_key_in_errors(api_key: Optional[str], work, unit: str):
+    """Run ``work()``; an unexpected exception becomes one ``UserError`` with the key scrubbed.
+
+    SDK and HTTP-library messages may echo the request URL or headers, and so the key.
+    """
+    from auditoryhum.errors import UserError
+    from auditoryhum.models import gemini
+
+    try:
+        return work()
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        message = gemini.one_line(gemini.scrub(f"{type(exc).__name__}: {exc}", api_key))
+        raise UserError(f"unexpected failure ({message}); finished {unit} are kept, run the same stage again to resume") from None
+
+
+def label_gemini(filedir: Union[str, Sequence[str]], genai_id: str, text_label_csv: str, *,
+                 annotations: Optional[str] = None, concurrency: Optional[int] = None,
+                 inline_max_bytes: Optional[int] = None, api_key: Optional[str] = None, base_url: Optional[str] = None,
+                 max_retries: Optional[int] = None, timeout: Optional[float] = None,
+                 retry_base_delay: Optional[float] = None, max_consecutive_failures: Optional[int] = None) -> LabelResult:
+    """Label every clip with a Gemini model (google-genai SDK) and write one line per clip.
+
+    Parameters
+    ----------
+    filedir : str or sequence of str
+        A glob of the clips or the clip paths in order.
+    genai_id : str
+        Gemini model id, e.g. ``"gemini-2.5-flash"``.
+    text_label_csv : str
+        Output: one label line per clip; a journal beside it makes a rerun retry only failed clips.
+    annotations : str, optional
+        Human hints, one line per clip (may be shorter).
+    concurrency, inline_max_bytes, max_retries, timeout, retry_base_delay, max_consecutive_failures
+        Client settings; ``None`` takes :mod:`auditoryhum.models.gemini`'s defaults (1 in flight,
+        12 MB inline, 6 retries, 120 s, 2 s first back-off, stop after 10 failures in a row).
+    api_key, base_url : str, optional
+        Key (default: ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``) and endpoint (default: the SDK's).
+
+    Returns
+    -------
+    LabelResult
+        As :func:`label`; errors never show the key.
+    """
+    from auditoryhum.console import note
+    from auditoryhum.models import gemini
+    from auditoryhum.validation import non_negative_int, positive_int
+
+    concurrency = positive_int(gemini.DEFAULT_CONCURRENCY if concurrency is None else concurrency, "concurrency")
+    inline_max_bytes = non_negative_int(gemini.INLINE_MAX_BYTES if inline_max_bytes is None else inline_max_bytes,
+                                        "inline_max_bytes")
+    settings, key_source = gemini_settings(genai_id, model_param="genai_id", api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                           timeout=timeout, retry_base_delay=retry_base_delay,
+                                           max_consecutive_failures=max_consecutive_failures,
+                                           inline_max_bytes=inline_max_bytes, concurrency=concurrency)
+    paths, clips = expand_clips(filedir)
+    with guarded("label (gemini)", {"filedir": paths, "annotations": annotations}, {"text_label_csv": text_label_csv}):
+        prompts = clip_prompts(paths, annotations, clips)
+        endpoint = f" via {settings.base_url}" if settings.base_url else ""
+        note(f"labelling {len(paths)} clips with {settings.model}{endpoint} (key from {key_source}, "
+             f"{settings.concurrency} in flight, up to {settings.max_retries} retries per request)")
+        report = without_key_in_errors(
+            settings.api_key, lambda: gemini.run_gemini_labelling(paths, prompts, text_label_csv, settings), "clips")
+    return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
+                       labels=list(report.labels), paths=list(paths), model=settings.model)
