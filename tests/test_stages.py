@@ -204,16 +204,47 @@ def test_scripts_and_subcommands_share_flags():
             assert (REPO / command.script).exists(), command.script
 
 
+HEAVY_MODULES = ("numpy", "torch", "transformers", "sklearn", "librosa", "matplotlib", "sentence_transformers", "scipy")
+
+
+def _heavy_after(code):
+    probe = code + f"\nprint('HEAVY', sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))\n"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return proc
+
+
 def test_help_is_fast_and_imports_no_heavy_library():
-    code = (
+    proc = _heavy_after(
         "import sys, runpy; sys.argv=['cluster_ag.py','--help']\n"
-        "try:\n    runpy.run_path('cluster_ag.py', run_name='__main__')\nexcept SystemExit: pass\n"
-        "heavy = [m for m in ('torch','transformers','sklearn','librosa','matplotlib','sentence_transformers') if m in sys.modules]\n"
-        "print('HEAVY', heavy)"
+        "try:\n    runpy.run_path('cluster_ag.py', run_name='__main__')\nexcept SystemExit: pass"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "--n_clusters" in proc.stdout
+
+
+def test_every_help_and_the_package_import_load_no_numpy_or_model_library():
+    from auditoryhum.cli import COMMANDS
+
+    scripts = [c.script for c in COMMANDS if c.script]
+    # `auditoryhum --help` builds every subcommand's parser; then each script's --help; then the API.
+    proc = _heavy_after(
+        "import sys, runpy, io, contextlib\n"
+        "from auditoryhum.cli import main\n"
+        "sys.argv = ['auditoryhum', '--help']\n"
+        "try:\n    main()\nexcept SystemExit: pass\n"
+        f"for script in {scripts!r}:\n"
+        "    sys.argv = [script, '--help']\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n            runpy.run_path(script, run_name='__main__')\n        except SystemExit: pass\n"
+        "    assert '--' in out.getvalue(), script\n"
+        "    print('HELP OK', script)\n"
+        "import auditoryhum\n"
+        "assert callable(auditoryhum.label) and callable(auditoryhum.score_labels)"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("HELP OK") == len(scripts), proc.stdout + proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout[-2000:] + proc.stderr
 
 
 def test_auditoryhum_command_runs_subcommand(tmp_path):

@@ -104,12 +104,9 @@ def guarded(holder: str, inputs: Dict[str, object], outputs: Dict[str, Optional[
     outputs = {k: str(v) for k, v in outputs.items() if v is not None}
     inputs = {k: (str(v) if isinstance(v, (str, os.PathLike)) else [str(p) for p in v])
               for k, v in inputs.items() if v is not None}
-    try:
-        from auditoryhum.io.guard import guard_stage
-        guard = guard_stage(inputs=inputs, outputs=outputs, holder=holder)
-    except ModuleNotFoundError:  # pragma: no cover - only while io/guard.py is being written
-        guard = contextlib.nullcontext()
-    with guard:
+    from auditoryhum.io.guard import guard_stage
+
+    with guard_stage(inputs=inputs, outputs=outputs, holder=holder):
         try:
             yield
         except Exception as exc:
