@@ -10,16 +10,8 @@ the command line can list the families without loading torch.
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-# The user prompt of the published recipe (SPEC.md); a human hint is appended after one space.
-PROMPT = "Describe the auditory scene using word pairs. Separate each pair with a comma."
-
-# System messages of the published recipe (SPEC.md).
-SCENE_SYSTEM_PROMPT = "Describing an auditory scene."
-# The Qwen Omni models are trained with this identity prompt and misbehave without it.
-QWEN_OMNI_SYSTEM_PROMPT = (
-    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
-    "auditory and visual inputs, as well as generating text and speech."
-)
+# The published prompt and system messages (one definition: auditoryhum.recipe).
+from auditoryhum.recipe import PROMPT, QWEN_OMNI_SYSTEM_PROMPT, SCENE_SYSTEM_PROMPT  # noqa: F401
 
 
 def system_then_audio_and_text(system_prompt: str, user_prompt: str, audio_ref: str) -> List[Dict[str, Any]]:
