@@ -23,6 +23,7 @@ Two resamplers (``Target.resampler``):
 import io
 import math
 import os
+import re
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -506,7 +507,13 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         # Encoded in memory first: libsndfile writing through a file object turns a full disk into
         # callback tracebacks and a bare AssertionError; a plain write raises one clean OSError.
         encoded = io.BytesIO()
-        sf.write(encoded, samples, target.sampling_rate, subtype=subtype, format=info.format)
+        try:
+            sf.write(encoded, samples, target.sampling_rate, subtype=subtype, format=info.format)
+        except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+            # soundfile names the in-memory buffer ("Error opening <_io.BytesIO ...>: "); say the file.
+            reason = re.sub(r"^Error opening <[^>]*>: ", "", str(exc).splitlines()[0] if str(exc) else "")
+            raise UserError(f"{source}: cannot encode it as {info.format} {subtype} "
+                            f"({reason or type(exc).__name__}); left untouched") from None
         # In place, the file keeps its permissions (a read-only clip stays read-only) and a
         # symbolic link keeps pointing at the converted file: its target is replaced, not the link.
         real = os.path.realpath(destination) if in_place else destination

@@ -280,3 +280,56 @@ def test_resample_onto_a_full_disk_fails_each_file_cleanly_and_prints_the_summar
         assert len(line) == 1 and "File too large" in line[0], out
         assert ".partial" not in line[0]
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # no leftovers, originals intact
+
+
+# --- item 5 / 10 / 12: text embeddings of missing labels, wrong models, non-finite output ----
+
+def test_empty_kept_labels_get_nan_rows_not_the_embedding_of_the_empty_string(minilm_path, capsys):
+    import numpy as np
+
+    from auditoryhum.models.text_embed import embed_texts, load_sentence_model
+
+    model = load_sentence_model(minilm_path, "cpu")
+    capsys.readouterr()
+    rows = embed_texts(model, ["dog barking", "", "  ", "dog barking", "rain falling"])
+    assert rows.shape == (5, 384) and rows.dtype == np.float32
+    assert np.isnan(rows[1]).all() and np.isnan(rows[2]).all()
+    assert np.isfinite(rows[[0, 3, 4]]).all() and np.array_equal(rows[0], rows[3])
+    direct = model.encode(["rain falling"], convert_to_numpy=True)[0]
+    np.testing.assert_allclose(rows[4], direct, rtol=1e-5, atol=1e-6)
+    notes = [ln for ln in capsys.readouterr().err.splitlines() if "no label" in ln]
+    assert notes == ["note: 2 of 5 rows have no label (empty kept label); their rows are NaN"]
+    only_empty = embed_texts(model, ["", ""])
+    assert only_empty.shape == (2, 384) and np.isnan(only_empty).all()
+
+
+def test_a_clap_folder_is_refused_as_sentence_model(tmp_path):
+    from tiny_embed_models import build_tiny_clap
+
+    from auditoryhum.models.text_embed import load_sentence_model
+
+    folder = build_tiny_clap(tmp_path / "clap", fused=False)
+    with pytest.raises(UserError) as info:
+        load_sentence_model(str(folder), "cpu")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"--st_model {str(folder)!r} is a 'clap' model folder (no modules.json), "
+                          f"not a sentence-transformers model")
+
+
+def test_non_finite_clap_text_embeddings_are_one_line_naming_the_model(tmp_path):
+    import torch
+    from tiny_embed_models import build_tiny_clap
+
+    from auditoryhum.models.text_embed import ClapTextEncoder
+
+    folder = build_tiny_clap(tmp_path / "clap", fused=False)
+    encoder = ClapTextEncoder.load(str(folder), "cpu")
+    assert encoder.encode(["dog barking"]).shape == (1, encoder.dim)
+    with torch.no_grad():
+        for p in encoder.model.text_projection.parameters():
+            p.fill_(float("inf"))
+    with pytest.raises(UserError) as info:
+        encoder.encode(["dog barking", "rain falling"])
+    assert str(info.value) == (f"CLAP model {folder} gives non-finite text embeddings for 2 of 2 texts "
+                               f"(e.g. 'dog barking'); its weights are broken or overflow")

@@ -301,3 +301,10 @@ def test_atomic_write_keeps_requested_permissions_and_names_the_target_on_failur
     assert str(info.value) == f"cannot write {target}: No space left on device; it was left as it was"
     assert target.read_bytes() == b"abc"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_atomic_write_handle_is_named_after_the_target_not_its_descriptor(tmp_path):
+    for mode in ("w", "wb"):
+        with atomic_write(tmp_path / "out.bin", mode) as f:
+            assert repr(f).startswith("<_io.") and f"name='{tmp_path / 'out.bin'}'" in repr(f)
+            assert "name=3" not in repr(f) and ".partial" not in repr(f)

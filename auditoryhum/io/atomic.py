@@ -76,6 +76,10 @@ def atomic_write(
             handle = os.fdopen(fd, "w", encoding=encoding, newline="\n")
         else:
             handle = os.fdopen(fd, "wb")
+        # A library that names the file object in a message then names the target, not "name=3"
+        # (the descriptor) or the temporary file.
+        with contextlib.suppress(AttributeError, TypeError):
+            (handle.buffer.raw if mode == "w" else handle.raw).name = str(target)
         try:
             try:
                 yield handle

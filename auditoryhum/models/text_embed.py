@@ -25,36 +25,120 @@ def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
     return list(index), inverse
 
 
+# Model types that are no sentence encoder: given as --st_model they would load as a plain
+# transformer with mean pooling added and embed labels with a tower never trained for it.
+_NOT_SENTENCE_TYPES = ("clap", "clap_text_model", "clap_audio_model", "audio-spectrogram-transformer",
+                       "whisper", "wav2vec2", "hubert", "qwen2_audio", "qwen2_5_omni")
+
+
+def _config_model_type(folder: str) -> str:
+    import json
+
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("model_type", "")) if isinstance(config, dict) else ""
+
+
+def check_sentence_model(model: str, flag: str = "--st_model") -> None:
+    """Refuse, in one line, a local folder that is not a sentence-transformers model.
+
+    A sentence-transformers folder holds ``modules.json`` (its module stack: transformer,
+    pooling, normalisation). Without it, sentence-transformers silently wraps any model in mean
+    pooling, so a CLAP or other folder given by mistake would "work" and embed the labels with
+    the wrong model. Hub ids are checked after loading (:func:`load_sentence_model`).
+    """
+    folder = os.path.expanduser(model)
+    if not os.path.isdir(folder) or os.path.exists(os.path.join(folder, "modules.json")):
+        return
+    kind = _config_model_type(folder)
+    what = f"a {kind!r} model folder" if kind else "not a sentence-transformers model folder"
+    raise UserError(f"{flag} {model!r} is {what} (no modules.json), not a sentence-transformers model; "
+                    f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
+
+
 def load_sentence_model(model: str, device: str, flag: str = "--st_model"):
-    """Load a sentence-transformers model from a local folder or a Hugging Face hub id."""
+    """Load a sentence-transformers model from a local folder or a Hugging Face hub id.
+
+    Raises
+    ------
+    UserError
+        One line naming ``flag`` and the model when it is missing, cannot be loaded, or is not
+        a sentence-transformers model (:func:`check_sentence_model`; a hub model whose first
+        module is a CLAP or audio model).
+    """
     from sentence_transformers import SentenceTransformer
 
     from auditoryhum.console import progress_enabled
     from auditoryhum.models.loader import check_source, describe_source, first_line
 
     check_source(model, flag)
+    check_sentence_model(model, flag)
     if not progress_enabled():
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
     try:
-        return SentenceTransformer(os.path.expanduser(model), device=device)
+        loaded = SentenceTransformer(os.path.expanduser(model), device=device)
     except Exception as exc:  # hub, file and config errors come in many types
         raise UserError(f"{flag}: cannot load a sentence-transformers model from {describe_source(model)}: {first_line(exc)}") from None
+    first = loaded[0] if len(loaded) else None
+    kind = str(getattr(getattr(getattr(first, "auto_model", None), "config", None), "model_type", ""))
+    if kind in _NOT_SENTENCE_TYPES:
+        raise UserError(f"{flag} {model!r} is a {kind!r} model, not a sentence-transformers model; "
+                        f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
+    loaded._auditoryhum_source = model
+    return loaded
+
+
+def _is_missing_label(text: str) -> bool:
+    """A kept label that is empty (no usable candidate, or audio that failed): no text to embed."""
+    return not text.strip()
 
 
 def embed_texts(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
     """Embed ``texts`` with a loaded sentence-transformers ``model``: one float32 row per text.
 
-    Each distinct text is embedded once; repeated texts get identical rows.
+    Each distinct text is embedded once; repeated texts get identical rows. An empty text (a
+    clip with no usable label) gets a row of NaN, never the embedding of ``""``, which would
+    put every failed clip into one tight cluster; one note says how many.
+
+    Returns
+    -------
+    np.ndarray, shape (len(texts), D), float32
+
+    Raises
+    ------
+    UserError
+        When the model gives a NaN or infinite embedding for a real text, naming the model.
     """
-    distinct, inverse = unique_texts(texts)
-    if len(distinct) < len(texts):
-        note(f"embedding {len(distinct)} distinct labels for {len(texts)} rows")
-    vectors = model.encode(
-        distinct, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=show_progress
-    )
-    return np.asarray(vectors, dtype=np.float32)[inverse]
+    missing = np.fromiter((_is_missing_label(t) for t in texts), dtype=bool, count=len(texts))
+    if missing.any():
+        note(f"{int(missing.sum())} of {len(texts)} rows have no label (empty kept label); their rows are NaN")
+    real = [t for t, m in zip(texts, missing) if not m]
+    distinct, inverse = unique_texts(real)
+    if len(distinct) < len(real):
+        note(f"embedding {len(distinct)} distinct labels for {len(real)} rows")
+    # Renamed in sentence-transformers 5 (the old name warns); only needed when no text is real.
+    size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = None if distinct else size()
+    if distinct:
+        vectors = np.asarray(model.encode(distinct, batch_size=batch_size, convert_to_numpy=True,
+                                          show_progress_bar=show_progress), dtype=np.float32)
+        bad = np.flatnonzero(~np.all(np.isfinite(vectors), axis=1))
+        if bad.size:
+            name = getattr(model, "_auditoryhum_source", "the sentence model")
+            raise UserError(f"sentence model {name} gives non-finite embeddings for {bad.size} of {len(distinct)} "
+                            f"labels (e.g. {distinct[bad[0]]!r}); its weights are broken")
+        dim = vectors.shape[1]
+    elif dim is None:
+        dim = 0
+    out = np.full((len(texts), int(dim)), np.nan, dtype=np.float32)
+    if distinct:
+        out[~missing] = vectors[inverse]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,7 +179,8 @@ def clap_model_identity(source: str, flag: str = "--clap_model") -> str:
 class ClapTextEncoder:
     """The CLAP text tower: ``ClapModel.get_text_features`` (projected, L2-normalised), batched."""
 
-    def __init__(self, model, tokenizer, device: str):
+    def __init__(self, model, tokenizer, device: str, name: str = "the CLAP model"):
+        self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -117,7 +202,7 @@ class ClapTextEncoder:
             transformers.utils.logging.disable_progress_bar()
         processor = load_processor(ClapProcessor, source, flag)
         model = load_pretrained(ClapModel, source, flag, device=device)
-        return cls(model, processor.tokenizer, device)
+        return cls(model, processor.tokenizer, device, name=source)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``: float32 rows, shape (len(texts), dim), in the order given.
@@ -148,6 +233,11 @@ class ClapTextEncoder:
         finally:
             if bar is not None:
                 bar.close()
+        bad = np.flatnonzero(~np.all(np.isfinite(rows), axis=1))
+        if bad.size:
+            # A NaN row would poison the text cache and every score computed from it.
+            raise UserError(f"CLAP model {self.name} gives non-finite text embeddings for {bad.size} of "
+                            f"{len(texts)} texts (e.g. {texts[bad[0]]!r}); its weights are broken or overflow")
         return rows
 
 
