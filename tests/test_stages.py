@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,3 +257,132 @@ def test_auditoryhum_command_runs_subcommand(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c.csv").read_text() == "x y\n"
+
+
+# --- an output that is an input is refused before any work (issue 13 item 1) ----------------
+
+
+def _refused_keeping_inputs(proc, inputs, *fragments):
+    """Exit 1, one error line with every fragment, and every input byte for byte as before."""
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_one_line_error(proc, *fragments)
+    for path, before in inputs.items():
+        assert Path(path).read_bytes() == before, path
+
+
+def _snapshot(*paths):
+    return {p: Path(p).read_bytes() for p in paths}
+
+
+def _scores(path, n=3):
+    Path(path).write_text("".join(f"{i}, c{i}.wav, label {i}, 0.{i}\n" for i in range(1, n + 1)))
+    return path
+
+
+def test_merge_refuses_csv3_equal_to_csv1(tmp_path):
+    (tmp_path / "m.csv").write_text("car horn\nrain\n")
+    (tmp_path / "h.csv").write_text("birds\n")
+    before = _snapshot(tmp_path / "m.csv", tmp_path / "h.csv")
+    proc = run_script("util_merge_csv.py", "--csv1", tmp_path / "m.csv", "--csv2", tmp_path / "h.csv", "--csv3", tmp_path / "m.csv")
+    _refused_keeping_inputs(proc, before, "--csv3 is the same file as input", "csv1")
+
+
+def test_label_refuses_text_label_csv_equal_to_annotations(tone_dir, tmp_path):
+    hints = tmp_path / "hints.csv"
+    hints.write_text("busy street\n")
+    before = _snapshot(hints)
+    proc = run_script("label_qwen2a.py", "--filedir", f"{tone_dir}/*.wav", "--qwen2a_model", tmp_path / "no_model",
+                      "--annotations", hints, "--text_label_csv", hints)
+    _refused_keeping_inputs(proc, before, "--text_label_csv is the same file as input", "annotations")
+
+
+def test_features_mfcc_refuses_an_output_that_is_a_clip(tone_dir):
+    clip = sorted(Path(tone_dir).glob("*.wav"))[0]
+    before = _snapshot(clip)
+    proc = run_script("features_mfcc.py", "--filedir", f"{tone_dir}/*.wav", "--mfcc_npy", clip)
+    _refused_keeping_inputs(proc, before, "--mfcc_npy is the same file as input", str(clip))
+
+
+def test_features_clap_text_refuses_scores_over_its_label_file(tone_dir, tmp_path):
+    n = len(list(Path(tone_dir).glob("*.wav")))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("car horn\n" * n)
+    np.save(tmp_path / "clap.npy", np.ones((n, 4), dtype=np.float32))
+    before = _snapshot(labels, tmp_path / "clap.npy")
+    proc = run_script("features_clap_text.py", "--filedir", f"{tone_dir}/*.wav", "--clap_model", tmp_path / "no_model",
+                      "--clap_npy", tmp_path / "clap.npy", "--text_label_csv", labels, "--top_label_scores_csv", labels)
+    _refused_keeping_inputs(proc, before, "--top_label_scores_csv is the same file as input", "text_label_csv")
+    proc = run_script("features_clap_text.py", "--filedir", f"{tone_dir}/*.wav", "--clap_model", tmp_path / "no_model",
+                      "--clap_npy", tmp_path / "clap.npy", "--text_label_csv", labels,
+                      "--top_label_scores_csv", tmp_path / "clap.npy")
+    _refused_keeping_inputs(proc, before, "--top_label_scores_csv is the same file as input", "clap_npy")
+
+
+def test_select_review_refuses_outputs_over_inputs_or_each_other(tmp_path):
+    scores = _scores(tmp_path / "s.csv")
+    labels = tmp_path / "l.csv"
+    labels.write_text("a\nb\nc\n")
+    before = _snapshot(scores, labels)
+    common = ["--top_label_scores_csv", scores, "--text_label_csv", labels]
+    proc = run_script("util_select_review.py", *common, "--selection_csv", labels)
+    _refused_keeping_inputs(proc, before, "--selection_csv is the same file as input", "text_label_csv")
+    proc = run_script("util_select_review.py", *common, "--html", scores)
+    _refused_keeping_inputs(proc, before, "--html is the same file as input", "top_label_scores_csv")
+    proc = run_script("util_select_review.py", *common, "--selection_csv", tmp_path / "x", "--html", tmp_path / "x")
+    _refused_keeping_inputs(proc, before, "--html is the same file as output", "selection_csv")
+    assert not (tmp_path / "x").exists()
+
+
+def test_features_st_refuses_st_npy_equal_to_label_csv(tmp_path):
+    scores = _scores(tmp_path / "s.csv")
+    before = _snapshot(scores)
+    proc = run_script("features_st.py", "--st_model", tmp_path / "no_model", "--label_csv", scores, "--st_npy", scores)
+    _refused_keeping_inputs(proc, before, "--st_npy is the same file as input", "label_csv")
+
+
+def test_composite_refuses_taxonomy_over_its_inputs(tmp_path):
+    scores = _scores(tmp_path / "s.csv")
+    ids = tmp_path / "ids.csv"
+    ids.write_text("0\n1\n0\n")
+    before = _snapshot(scores, ids)
+    common = ["--label_csv", ids, "--top_label_scores_csv", scores, "--model", tmp_path / "no_model"]
+    proc = run_script("composite_label.py", *common, "--taxonomy_csv", ids)
+    _refused_keeping_inputs(proc, before, "--taxonomy_csv is the same file as input", "label_csv")
+    proc = run_script("composite_label.py", *common, "--taxonomy_csv", tmp_path / "t.csv", "--json", scores)
+    _refused_keeping_inputs(proc, before, "--json is the same file as input", "top_label_scores_csv")
+    proc = run_script("composite_label_stats.py", "--label_csv", ids, "--top_label_scores_csv", scores)
+    assert proc.returncode == 0 and "Total samples: 2" in proc.stdout  # reads only
+
+
+# --- a parameter's error is shown under its flag, one way -------------------------------------
+
+
+def test_parameter_errors_name_the_flag_that_set_them(tone_dir, tmp_path):
+    # dest "model" is set by --qwen2a_model: the flag comes from the parser, not from the name
+    proc = run_script("label_qwen2a.py", "--filedir", f"{tone_dir}/*.wav", "--qwen2a_model", tmp_path / "no_model",
+                      "--text_label_csv", tmp_path / "l.csv", "--batch_size", "0")
+    assert_one_line_error(proc, "label_qwen2a.py: error: --batch_size must be at least 1, got 0")
+    assert proc.returncode == 1
+    proc = run_script("label_qwen2a.py", "--filedir", f"{tone_dir}/*.wav", "--qwen2a_model", tmp_path / "no_model",
+                      "--text_label_csv", tmp_path / "l.csv")
+    assert_one_line_error(proc, "error: --qwen2a_model ", "no such model folder")
+    proc = run_script("features_clap.py", "--filedir", f"{tone_dir}/*.wav", "--clap_model", tmp_path / "no_model",
+                      "--clap_npy", tmp_path / "c.npy", "--batch_size", "0")
+    assert_one_line_error(proc, "error: --batch_size must be at least 1, got 0")
+    proc = run_script("util_resample.py", "--filedir", f"{tone_dir}/*.wav", "--jobs", "0")
+    assert_one_line_error(proc, "error: --jobs must be at least 1, got 0")
+
+
+def test_flag_of_uses_the_parser_dest():
+    from auditoryhum.cli import _BY_SCRIPT, build_parser, flag_of, parameter_message
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.stages._base import MentionError, mention
+
+    parser = build_parser(_BY_SCRIPT["features_qwen2a.py"])
+    assert flag_of(parser, "model") == "--qwen2a_model" and flag_of(parser, "output_npy") == "--qwen2a_npy"
+    assert flag_of(parser, "not_a_dest") == "--not_a_dest"
+    assert parameter_message(ParameterError("batch_size", "must be at least 1, got 0"), parser) == \
+        "--batch_size must be at least 1, got 0"
+    both = MentionError(f"{mention('model')} and {mention('output_npy')} clash")
+    assert str(both) == "model and output_npy clash"
+    assert parameter_message(both, parser) == "--qwen2a_model and --qwen2a_npy clash"
