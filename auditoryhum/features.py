@@ -12,8 +12,7 @@ import numpy as np
 from auditoryhum.io.audio import AudioDecodeError, load_audio
 from auditoryhum.console import progress
 
-MFCC_SAMPLING_RATE = 16000
-MFCC_PARAMS = dict(n_mfcc=20, n_fft=2048, hop_length=512, win_length=2048)
+from auditoryhum.recipe import MFCC_PARAMS, MFCC_SAMPLING_RATE  # noqa: F401
 
 
 def mfcc_vector(y: np.ndarray, sr: int = MFCC_SAMPLING_RATE) -> np.ndarray:
