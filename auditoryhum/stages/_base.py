@@ -119,9 +119,9 @@ def guarded(holder: str, inputs: Dict[str, object], outputs: Dict[str, Optional[
 
 @contextlib.contextmanager
 def as_parameter(param: str):
-    """Turn a ``UserError`` that begins with ``param`` (a lower layer's message naming it) into a
-    :class:`~auditoryhum.errors.ParameterError`, so the command line shows it under its flag."""
-    from auditoryhum.errors import ParameterError, UserError
+    """Turn a ``UserError`` whose message begins with ``param`` (a lower layer was given the
+    parameter's name to cite) into a :class:`MentionError`, so the command line shows its flag."""
+    from auditoryhum.errors import UserError
 
     try:
         yield
@@ -130,7 +130,7 @@ def as_parameter(param: str):
     except UserError as exc:
         text = str(exc)
         if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
-            raise ParameterError(param, text[len(param):].lstrip(": ").lstrip()) from None
+            raise MentionError(mention(param) + text[len(param):]) from None
         raise
 
 

@@ -55,7 +55,7 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
     """
     from auditoryhum.errors import ParameterError
     from auditoryhum.io.artefacts import check_aligned, read_annotations
-    from auditoryhum.recipe import PROMPT
+    from auditoryhum.models.labeller import user_prompt
 
     hints: List[str] = []
     if annotations:
@@ -67,11 +67,7 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
                 raise ParameterError("annotations", f"file {annotations} line {number} is a hint of {len(hint.strip())} "
                                      f"characters; a hint may have at most {MAX_HINT_CHARS} (it is appended to the prompt): "
                                      f"shorten that line")
-    prompts = []
-    for i in range(len(paths)):
-        hint = (hints[i] if i < len(hints) else "").strip()
-        prompts.append(f"{PROMPT} {hint}" if hint else PROMPT)
-    return prompts
+    return [user_prompt(hints[i] if i < len(hints) else None) for i in range(len(paths))]
 
 
 def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *, family: str,
