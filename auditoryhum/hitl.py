@@ -58,7 +58,7 @@ def score_boost(scores_without: Sequence[float], scores_with: Sequence[float], a
 # ---------------------------------------------------------------------------------------
 # choosing the clips a person reviews
 
-DEFAULT_REVIEW_FRACTION = 0.01  # the paper's "lowest 1 %" of CLAP scores
+from auditoryhum.recipe import REVIEW_FRACTION as DEFAULT_REVIEW_FRACTION  # noqa: E402
 
 
 def count_for_fraction(n_clips: int, fraction: float) -> int:
