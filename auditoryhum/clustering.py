@@ -1,40 +1,47 @@
-"""The four clustering algorithms with the paper's hyper-parameters, and the silhouette.
+"""The five clustering algorithms with the paper's hyper-parameters, and the silhouette.
 
 Pure computation on arrays: no files, no flags. Each algorithm returns a
 :class:`ClusterResult` holding the labels and the space in which the silhouette is measured
-(the raw rows, or the 2-D spectral embedding for spectral clustering).
+(the raw rows, or the 2-D spectral embedding for ``spectral`` and ``spec_ag``).
+
+Work that does not depend on k (the t-SNE layout, the spectral embedding, the Ward tree) can
+come from an :class:`auditoryhum.io.array_cache.ArrayCache` (``cache=``); the labels,
+silhouettes and layouts are the same bits with and without it.
+
+Rows without a label
+    A clip whose kept label is empty has a NaN row in the sentence embeddings. Such rows are
+    left out of clustering, the silhouette and the sweep (:func:`split_missing`) and get the
+    cluster id :data:`NO_LABEL_CLUSTER` (-2) in the written ids; HDBSCAN noise stays -1.
+Degenerate input
+    Rows whose squared distances overflow the input's float type (e.g. float32 rows near
+    1e30) are refused in one line (:func:`check_scale`); when all rows are identical there is
+    nothing to cluster: the labels are still written but the silhouette is undefined (nan),
+    said in one warning, for every algorithm and the sweep alike (:func:`all_identical`).
 """
 
+import heapq
 import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from auditoryhum.errors import UserError
+from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.recipe import HDBSCAN_PARAMS, KMEANS_PARAMS, SEED, SPECTRAL_EMBEDDING_PARAMS, TSNE_PARAMS  # noqa: F401
 
-SEED = 100
-KMEANS_PARAMS = dict(init="k-means++", max_iter=300, random_state=SEED)
-SPECTRAL_EMBEDDING_PARAMS = dict(n_components=2, affinity="nearest_neighbors", n_neighbors=30, random_state=SEED)
-HDBSCAN_PARAMS = dict(min_samples=2, cluster_selection_epsilon=0.0001)
-TSNE_PARAMS = dict(
-    n_components=2,
-    perplexity=35.0,
-    early_exaggeration=12.0,
-    learning_rate="auto",
-    max_iter=500,
-    n_iter_without_progress=100,
-    metric="euclidean",
-    init="random",
-    random_state=SEED,
-)
+#: Cluster id written for a row without a label (an all-NaN row: a clip whose kept label is
+#: empty). Never a real cluster, never noise (HDBSCAN's -1).
+NO_LABEL_CLUSTER = -2
 
 ALGORITHM_NAMES = {
     "kmeans": "k-means",
     "ag": "Agglomerative (Ward)",
     "spectral": "Spectral",
+    "spec_ag": "Spectral + Ward",
     "hdbscan": "HDBSCAN",
 }
+#: Algorithms that take a number of clusters k.
+K_ALGORITHMS = ("kmeans", "ag", "spectral", "spec_ag")
 
 
 @dataclass
@@ -49,16 +56,21 @@ class ClusterResult:
 
     @property
     def n_clusters(self) -> int:
-        """Clusters found, not counting HDBSCAN noise (-1)."""
+        """Clusters found, not counting HDBSCAN noise (-1) or rows without a label (-2)."""
         return int(np.unique(self.labels[self.labels >= 0]).size)
 
     @property
     def n_noise(self) -> int:
-        return int(np.count_nonzero(self.labels < 0))
+        """HDBSCAN noise points (id -1)."""
+        return int(np.count_nonzero(self.labels == -1))
+
+
+# ---------------------------------------------------------------------------------------
+# checking the rows
 
 
 def validate_rows(X: np.ndarray, source: str = "the data") -> np.ndarray:
-    """Check a feature matrix is 2-D, finite, and has at least 2 rows; return it as float."""
+    """Check a feature matrix is 2-D, finite, not overflowing, and has at least 2 rows; return it as float."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise UserError(f"{source} must be a 2-D array (one row per clip); got shape {X.shape}")
@@ -68,16 +80,97 @@ def validate_rows(X: np.ndarray, source: str = "the data") -> np.ndarray:
         raise UserError(f"{source} has rows of length 0")
     if not np.all(np.isfinite(X)):
         raise UserError(f"{source} holds NaN or inf values; clustering needs finite rows")
-    return X if X.dtype.kind == "f" else X.astype(np.float64)
+    X = X if X.dtype.kind == "f" else X.astype(np.float64)
+    check_scale(X, source)
+    return X
 
 
-def check_k(k: int, n_rows: int, flag: str = "--n_clusters") -> None:
-    if k < 1:
-        raise UserError(f"{flag} must be at least 1, got {k}")
-    if k >= n_rows:
+def check_scale(X: np.ndarray, source: str = "the data") -> None:
+    """Refuse rows whose squared distances would overflow their float type.
+
+    Every algorithm and the silhouette work with squared euclidean distances (k-means and the
+    silhouette in the input's precision). Two rows of squared norm ``s`` are at squared distance
+    at most ``4 s``, and sums over clusters add up to ``N`` of them; beyond the type's largest
+    value the results are inf/NaN and every score meaningless (float32 rows near 1e30 gave a
+    silhouette of 0.0 and a "chosen k").
+    """
+    dt = np.float32 if X.dtype == np.float32 else np.float64
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = float(np.max(np.abs(X))) if X.size else 0.0
+        squared = float(np.max(np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64)))) if X.size else 0.0
+    limit = float(np.finfo(dt).max)
+    if not np.isfinite(squared) or 4.0 * squared * X.shape[0] > limit:
         raise UserError(
-            f"{flag} {k} is not smaller than the number of rows ({n_rows}); "
-            f"choose k <= {n_rows - 1} (every row its own cluster has no silhouette)"
+            f"{source} holds values up to {big:.3g}: squared distances between its rows overflow {np.dtype(dt).name} "
+            f"(largest {limit:.3g}), so no clustering score would be meaningful; rescale the rows "
+            f"(e.g. divide by {big:.3g}) and cluster again"
+        )
+
+
+def split_missing(X: np.ndarray, source: str = "the data") -> Tuple[np.ndarray, np.ndarray]:
+    """The rows that have a label, and the mask of them.
+
+    A row that is NaN throughout stands for a clip without a label (``features_st`` writes one
+    for an empty kept label); it is left out. A row with only some NaN or any inf is damage,
+    not a missing label: :class:`UserError` listing the rows (1-based).
+
+    Returns
+    -------
+    kept : ndarray of shape (n_kept, n_features)
+    mask : ndarray of bool, shape (n_rows,)
+        True for the kept rows.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind != "f":
+        return X, np.ones(X.shape[0] if X.ndim else 0, dtype=bool)
+    finite = np.isfinite(X)
+    missing = np.all(np.isnan(X), axis=1) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
+    damaged = np.flatnonzero(~np.all(finite, axis=1) & ~missing)
+    if damaged.size:
+        shown = ", ".join(str(i + 1) for i in damaged[:10]) + (" ..." if damaged.size > 10 else "")
+        raise UserError(
+            f"{source}: {damaged.size} of {X.shape[0]} rows hold NaN or inf (rows {shown}, 1-based), "
+            f"usually clips that failed to decode; fix or remove those clips and recompute the features"
+        )
+    if not missing.any():
+        return X, ~missing
+    return X[~missing], ~missing
+
+
+def missing_note(n_missing: int, n_rows: int) -> str:
+    """The one note about rows without a label."""
+    return (f"{n_missing} of {n_rows} rows are NaN (clips without a label): left out of clustering and the "
+            f"silhouette, cluster id {NO_LABEL_CLUSTER}")
+
+
+def expand_labels(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Labels of the kept rows placed back among all rows, :data:`NO_LABEL_CLUSTER` elsewhere."""
+    out = np.full(mask.shape[0], NO_LABEL_CLUSTER, dtype=np.int64)
+    out[mask] = labels
+    return out
+
+
+def all_identical(X: np.ndarray) -> bool:
+    """True when every row equals the first (nothing to cluster: the silhouette is undefined)."""
+    return bool(X.shape[0] > 0 and np.all(X == X[0]))
+
+
+def identical_warning(n_rows: int) -> str:
+    """The one warning for all-identical rows, the same for every algorithm and the sweep."""
+    return f"all {n_rows} rows are identical: there is nothing to cluster and the silhouette is undefined (nan)"
+
+
+def check_k(k: int, n_rows: int, param: str = "n_clusters") -> None:
+    """Refuse a k outside ``1 <= k < n_rows`` (:class:`ParameterError` naming ``param``)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ParameterError(param, f"must be a whole number, got {k!r}")
+    if k < 1:
+        raise ParameterError(param, f"must be at least 1, got {k}")
+    if k >= n_rows:
+        raise ParameterError(
+            param,
+            f"{k} is not smaller than the number of rows ({n_rows}); "
+            f"choose k <= {n_rows - 1} (every row its own cluster has no silhouette)",
         )
 
 
@@ -102,7 +195,121 @@ def _distinct_found(result: ClusterResult) -> None:
         result.warnings.append(f"asked for {k} clusters but only {found} distinct clusters were found (duplicate rows)")
 
 
-def kmeans(X: np.ndarray, k: int) -> ClusterResult:
+def _digest(X: np.ndarray) -> str:
+    from auditoryhum.io.array_cache import rows_digest
+
+    return rows_digest(X)
+
+
+# ---------------------------------------------------------------------------------------
+# what does not depend on k
+
+
+def spectral_embedding(X: np.ndarray, notes: Optional[List[str]] = None, cache=None) -> np.ndarray:
+    """The paper's 2-D spectral embedding (30-nearest-neighbour graph, seed 100).
+
+    With 30 rows or fewer the neighbourhood is lowered to N - 1 (the reference crashes).
+    ``cache`` (an :class:`~auditoryhum.io.array_cache.ArrayCache`) keeps the embedding per input.
+    """
+    notes = [] if notes is None else notes
+    params = dict(SPECTRAL_EMBEDDING_PARAMS)
+    n = X.shape[0]
+    if n < params["n_components"] + 2:
+        # The eigen-solver needs more rows than components + 1 (scikit-learn raises a TypeError).
+        raise UserError(
+            f"the data has {n} rows; the {params['n_components']}-D spectral embedding needs at least "
+            f"{params['n_components'] + 2}: use Ward (ag) or k-means for so few rows"
+        )
+    if params["n_neighbors"] >= n:
+        params["n_neighbors"] = max(1, n - 1)
+        notes.append(f"only {n} rows: spectral embedding uses n_neighbors={params['n_neighbors']} instead of 30")
+
+    def compute():
+        from sklearn.manifold import SpectralEmbedding
+
+        return _run_quietly(lambda: SpectralEmbedding(**params).fit_transform(X), notes)
+
+    if cache is None:
+        return compute()
+    return cache.get_or_compute("spectral-embedding", _digest(X), params, compute)
+
+
+def tsne_2d(X: np.ndarray, notes: Optional[List[str]] = None, cache=None) -> np.ndarray:
+    """The paper's t-SNE projection for plots (perplexity 35, 500 iterations, random init, seed 100).
+
+    t-SNE needs perplexity < N; with fewer rows it is lowered to (N - 1) / 3 and a note added.
+    ``cache`` keeps the layout per input (it does not depend on the clustering).
+    """
+    notes = [] if notes is None else notes
+    params = dict(TSNE_PARAMS)
+    n = X.shape[0]
+    if params["perplexity"] >= n:
+        params["perplexity"] = max((n - 1) / 3.0, 1e-3)
+        notes.append(f"only {n} rows: t-SNE perplexity lowered from 35 to {params['perplexity']:.3g}")
+
+    def compute():
+        from sklearn.manifold import TSNE
+
+        return _run_quietly(lambda: TSNE(**params).fit_transform(X), notes)
+
+    if cache is None:
+        return compute()
+    return cache.get_or_compute("tsne", _digest(X), params, compute)
+
+
+def ward_tree(X: np.ndarray, cache=None) -> np.ndarray:
+    """scipy's Ward linkage matrix of the rows: the tree ``AgglomerativeClustering(linkage="ward")`` builds.
+
+    Distances are computed on the distinct rows and expanded (bit-identical to ``pdist(X)``;
+    see :func:`auditoryhum.sweep.ward_linkage`). ``cache`` keeps the tree per input.
+    """
+    def compute():
+        from auditoryhum.sweep import distinct_rows, ward_linkage
+
+        distinct, inverse, _ = distinct_rows(X)
+        return ward_linkage(X, distinct, inverse)
+
+    if cache is None:
+        return compute()
+    return cache.get_or_compute("ward-tree", _digest(X), {"method": "ward", "metric": "euclidean"}, compute)
+
+
+def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:
+    """The labels ``AgglomerativeClustering(n_clusters=k, linkage="ward")`` gives for the tree ``Z``.
+
+    The cut undoes the last ``k - 1`` merges and numbers the clusters as scikit-learn does:
+    the order of the final heap of cluster roots (largest node id first out).
+    """
+    children = Z[:, :2].astype(np.intp)
+    n = children.shape[0] + 1
+    nodes = [-(int(max(children[-1])) + 1)]
+    for _ in range(k - 1):
+        these = children[-nodes[0] - n]
+        heapq.heappush(nodes, -int(these[0]))
+        heapq.heappushpop(nodes, -int(these[1]))
+    # Leaves of every node as a contiguous range of a depth-first order (iterative, no recursion).
+    size = np.ones(2 * n - 1, dtype=np.intp)
+    for j in range(n - 1):
+        size[n + j] = size[children[j, 0]] + size[children[j, 1]]
+    start = np.zeros(2 * n - 1, dtype=np.intp)
+    for j in range(n - 2, -1, -1):
+        a, b = children[j]
+        start[a] = start[n + j]
+        start[b] = start[n + j] + size[a]
+    order = np.empty(n, dtype=np.intp)
+    order[start[:n]] = np.arange(n)
+    labels = np.zeros(n, dtype=np.int64)
+    for i, node in enumerate(nodes):
+        node = -node
+        labels[order[start[node]: start[node] + size[node]]] = i
+    return labels
+
+
+# ---------------------------------------------------------------------------------------
+# the algorithms
+
+
+def kmeans(X: np.ndarray, k: int, cache=None) -> ClusterResult:
     """``KMeans(init="k-means++", max_iter=300, random_state=100)`` on the raw rows."""
     from sklearn.cluster import KMeans
 
@@ -115,49 +322,50 @@ def kmeans(X: np.ndarray, k: int) -> ClusterResult:
     return result
 
 
-def agglomerative(X: np.ndarray, k: int) -> ClusterResult:
-    """``AgglomerativeClustering(metric="euclidean", linkage="ward")`` on the raw rows."""
-    from sklearn.cluster import AgglomerativeClustering
+def agglomerative(X: np.ndarray, k: int, cache=None) -> ClusterResult:
+    """``AgglomerativeClustering(metric="euclidean", linkage="ward")`` on the raw rows.
 
+    The tree is scikit-learn's own (scipy's Ward linkage); with ``cache`` it is built once per
+    input and cut at each k exactly as scikit-learn cuts it.
+    """
     X = validate_rows(X)
     check_k(k, X.shape[0])
-    notes: List[str] = []
-    model = AgglomerativeClustering(n_clusters=k, metric="euclidean", linkage="ward")
-    labels = _run_quietly(lambda: model.fit_predict(X), notes)
-    return ClusterResult("ag", labels.astype(np.int64), X, k, notes)
+    Z = ward_tree(X, cache)
+    return ClusterResult("ag", ward_labels(Z, k), X, k, [])
 
 
-def spectral_embedding(X: np.ndarray, notes: Optional[List[str]] = None) -> np.ndarray:
-    """The paper's 2-D spectral embedding (30-nearest-neighbour graph, seed 100).
-
-    With 30 rows or fewer the neighbourhood is lowered to N - 1 (the reference crashes).
-    """
-    from sklearn.manifold import SpectralEmbedding
-
-    notes = [] if notes is None else notes
-    params = dict(SPECTRAL_EMBEDDING_PARAMS)
-    n = X.shape[0]
-    if params["n_neighbors"] >= n:
-        params["n_neighbors"] = max(1, n - 1)
-        notes.append(f"only {n} rows: spectral embedding uses n_neighbors={params['n_neighbors']} instead of 30")
-    return _run_quietly(lambda: SpectralEmbedding(**params).fit_transform(X), notes)
-
-
-def spectral(X: np.ndarray, k: int) -> ClusterResult:
+def spectral(X: np.ndarray, k: int, cache=None) -> ClusterResult:
     """2-D spectral embedding, then the paper's k-means on it; silhouette in the embedding."""
     from sklearn.cluster import KMeans
 
     X = validate_rows(X)
     check_k(k, X.shape[0])
     notes: List[str] = []
-    embedding = spectral_embedding(X, notes)
+    embedding = spectral_embedding(X, notes, cache)
     labels = _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(embedding), notes)
     result = ClusterResult("spectral", labels.astype(np.int64), embedding, k, notes)
     _distinct_found(result)
     return result
 
 
-def hdbscan(X: np.ndarray, min_cluster_size: int) -> ClusterResult:
+def spectral_ward(X: np.ndarray, k: int, cache=None) -> ClusterResult:
+    """The 2-D spectral embedding of :func:`spectral`, then Ward agglomerative clustering in it.
+
+    The method's later revision (``cluster_spec_ag.py``): ``SpectralEmbedding(n_components=2,
+    affinity="nearest_neighbors", n_neighbors=30, random_state=100)`` then
+    ``AgglomerativeClustering(n_clusters=k, linkage="ward")`` on the embedding; the silhouette
+    is measured in the embedding.
+    """
+    X = validate_rows(X)
+    check_k(k, X.shape[0])
+    notes: List[str] = []
+    embedding = spectral_embedding(X, notes, cache)
+    Z = ward_tree(np.ascontiguousarray(embedding), cache)
+    result = ClusterResult("spec_ag", ward_labels(Z, k), embedding, k, notes)
+    return result
+
+
+def hdbscan(X: np.ndarray, min_cluster_size: int, cache=None) -> ClusterResult:
     """``HDBSCAN(min_cluster_size, min_samples=2, cluster_selection_epsilon=0.0001)``; noise is -1.
 
     A result where every point is noise is an error: there are no clusters to report.
@@ -165,58 +373,174 @@ def hdbscan(X: np.ndarray, min_cluster_size: int) -> ClusterResult:
     from sklearn.cluster import HDBSCAN
 
     X = validate_rows(X)
+    if isinstance(min_cluster_size, bool) or not isinstance(min_cluster_size, (int, np.integer)):
+        raise ParameterError("min_cluster_size", f"must be a whole number, got {min_cluster_size!r}")
     if min_cluster_size < 2:
-        raise UserError(f"--min_cluster_size must be at least 2, got {min_cluster_size}")
+        raise ParameterError("min_cluster_size", f"must be at least 2, got {min_cluster_size}")
     if min_cluster_size > X.shape[0]:
-        raise UserError(
-            f"--min_cluster_size {min_cluster_size} is larger than the number of rows ({X.shape[0]}); "
-            f"choose at most {X.shape[0]}"
+        raise ParameterError(
+            "min_cluster_size",
+            f"{min_cluster_size} is larger than the number of rows ({X.shape[0]}); choose at most {X.shape[0]}",
         )
     notes: List[str] = []
     model = HDBSCAN(min_cluster_size=min_cluster_size, copy=True, **HDBSCAN_PARAMS)
     labels = _run_quietly(lambda: model.fit_predict(X), notes).astype(np.int64)
     result = ClusterResult("hdbscan", labels, X, None, notes)
     if result.n_clusters == 0:
-        raise UserError(
+        from auditoryhum.stages._base import MentionError, mention
+
+        raise MentionError(
             f"HDBSCAN labelled all {X.shape[0]} points as noise (min_cluster_size={min_cluster_size}); "
-            f"no clusters to write: lower --min_cluster_size"
+            f"no clusters to write: lower {mention('min_cluster_size')}"
         )
     return result
 
 
+def cluster(algorithm: str, X: np.ndarray, n_clusters: Optional[int] = None, min_cluster_size: Optional[int] = None,
+            cache=None) -> ClusterResult:
+    """Dispatch to one algorithm by its short name (``kmeans``, ``ag``, ``spectral``, ``spec_ag``, ``hdbscan``)."""
+    if algorithm == "hdbscan":
+        return hdbscan(X, min_cluster_size, cache)
+    functions = {"kmeans": kmeans, "ag": agglomerative, "spectral": spectral, "spec_ag": spectral_ward}
+    if algorithm not in functions:
+        raise ParameterError("algorithm", f"must be one of {', '.join(ALGORITHM_NAMES)}, got {algorithm!r}")
+    return functions[algorithm](X, n_clusters, cache)
+
+
+# ---------------------------------------------------------------------------------------
+# the silhouette
+
+
 def silhouette(space: np.ndarray, labels: np.ndarray) -> Optional[float]:
-    """Mean euclidean silhouette (``sklearn.metrics.silhouette_score``), or ``None`` when undefined.
+    """Mean euclidean silhouette, exactly ``sklearn.metrics.silhouette_score(space, labels)``,
+    or ``None`` when undefined.
 
     The silhouette needs between 2 and N - 1 distinct labels. HDBSCAN noise (-1) counts as
-    one label, as in the reference pipeline.
+    one label, as in the reference pipeline. On large inputs with repeated rows the value is
+    computed from the distinct rows (:func:`_silhouette_distinct`), bit for bit what
+    scikit-learn computes, in a fraction of the time.
     """
     from sklearn.metrics import silhouette_score
 
+    labels = np.asarray(labels)
     n_labels = np.unique(labels).size
     if n_labels < 2 or n_labels > len(labels) - 1:
         return None
+    fast = _silhouette_distinct(space, labels)
+    if fast is not None:
+        return fast
     return float(silhouette_score(space, labels, metric="euclidean"))
 
 
-def tsne_2d(X: np.ndarray, notes: Optional[List[str]] = None) -> np.ndarray:
-    """The paper's t-SNE projection for plots (perplexity 35, 500 iterations, random init, seed 100).
+# Below this many rows scikit-learn is fast enough; above, the distinct-row path pays off when
+# the rows repeat (at most this share distinct).
+_FAST_MIN_ROWS = 4000
+_FAST_MAX_DISTINCT_SHARE = 0.25
 
-    t-SNE needs perplexity < N; with fewer rows it is lowered to (N - 1) / 3 and a note added.
+
+def _silhouette_distinct(space: np.ndarray, labels: np.ndarray) -> Optional[float]:
+    """``silhouette_score`` from the distances of the distinct rows to all rows, or ``None``
+    when this path does not apply (then scikit-learn is called).
+
+    scikit-learn computes the distances of row chunks to all rows, sums them per cluster in
+    index order (``np.bincount``, float64), sets each row's distance to itself to 0, and
+    finishes in the input's precision. Copies of one row have the same distances to every row
+    (the same arithmetic on the same values), so the distances are computed once per distinct
+    row; each copy's own-cluster sum is the same ordered sum without its own position. This
+    holds when the chunks are proper slices (the data does not fit in one chunk of
+    scikit-learn's working memory): for a single chunk scikit-learn uses symmetric shortcuts
+    whose rounding differs, and this path steps aside.
     """
-    from sklearn.manifold import TSNE
+    from sklearn import get_config
+    from sklearn.metrics import pairwise_distances
+    from sklearn.utils._chunking import get_chunk_n_rows
 
-    notes = [] if notes is None else notes
-    params = dict(TSNE_PARAMS)
+    X = np.asarray(space)
     n = X.shape[0]
-    if params["perplexity"] >= n:
-        params["perplexity"] = max((n - 1) / 3.0, 1e-3)
-        notes.append(f"only {n} rows: t-SNE perplexity lowered from 35 to {params['perplexity']:.3g}")
-    return _run_quietly(lambda: TSNE(**params).fit_transform(X), notes)
+    # float32 only: scikit-learn upcasts float32 chunks to float64 copies, whose products come
+    # out the same wherever a row sits; float64 rows are multiplied in place, and the rounding
+    # noise between copies of a row then depends on their positions.
+    if n < _FAST_MIN_ROWS or X.dtype != np.float32 or X.ndim != 2:
+        return None
+    chunk = get_chunk_n_rows(row_bytes=8 * n, max_n_rows=n, working_memory=get_config()["working_memory"])
+    if chunk >= n:
+        return None
+    X = np.ascontiguousarray(X)
+    as_bytes = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n_distinct = first.shape[0]
+    if n_distinct > _FAST_MAX_DISTINCT_SHARE * n:
+        return None
+    _, enc = np.unique(labels, return_inverse=True)
+    enc = enc.reshape(-1).astype(np.intp)
+    # Copies of one row in different clusters see each other at the rounding noise of their
+    # positions (of order 1e-8, which then decides their silhouette): scikit-learn itself.
+    first_label = np.full(n_distinct, -1, dtype=np.intp)
+    first_label[inverse[::-1]] = enc[::-1]
+    if not np.array_equal(first_label[inverse], enc):
+        return None
+    freqs = np.bincount(enc)
+    n_labels = freqs.shape[0]
+    dt = X.dtype
+    members = [np.flatnonzero(enc == c) for c in range(n_labels)]
+    position = np.empty(n, dtype=np.intp)  # index of each row within its cluster's member list
+    for idx in members:
+        position[idx] = np.arange(idx.shape[0])
+    copies = [[] for _ in range(n_distinct)]
+    for i, u in enumerate(inverse.tolist()):
+        copies[u].append(i)
+
+    base = np.empty((n_distinct, n_labels), dtype=dt)
+    intra = np.empty(n, dtype=dt)
+    block = max(1, int((128 * 2**20) // (8 * n)))
+    for lo in range(0, n_distinct, block):
+        hi = min(n_distinct, lo + block)
+        D = pairwise_distances(X[first[lo:hi]], X, metric="euclidean")
+        for r in range(hi - lo):
+            u = lo + r
+            row = D[r]
+            sums = np.bincount(enc, weights=row, minlength=n_labels)
+            cd = np.zeros(n_labels, dtype=dt)
+            cd += sums
+            base[u] = cd
+            for i in copies[u]:
+                c = enc[i]
+                if row[i] == 0:
+                    own = sums[c]  # adding the zeroed self-distance changes nothing
+                else:
+                    w = row[members[c]].astype(np.float64)
+                    t = position[i]
+                    w[t] = 0.0
+                    # The ordered (sequential) sum np.bincount takes: cumsum accumulates in order.
+                    own = np.cumsum(w)[-1] if w.shape[0] else 0.0
+                one = np.zeros(1, dtype=dt)
+                one += own
+                intra[i] = one[0]
+        del D
+    # The rest exactly as scikit-learn's reduction and silhouette_samples, on all rows.
+    inter = np.empty(n, dtype=dt)
+    step = max(1, int((64 * 2**20) // (max(n_labels, 1) * dt.itemsize)))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        cd = base[inverse[lo:hi]]
+        cd[np.arange(hi - lo), enc[lo:hi]] = np.inf
+        cd /= freqs
+        inter[lo:hi] = cd.min(axis=1)
+    denom = (freqs - 1).take(enc, mode="clip")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= denom
+    sil = inter - intra
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sil /= np.maximum(intra, inter)
+    sil = _nan_to_num(sil)
+    return float(np.mean(sil))
 
 
-def cluster(algorithm: str, X: np.ndarray, n_clusters: Optional[int] = None, min_cluster_size: Optional[int] = None) -> ClusterResult:
-    """Dispatch to one algorithm by its short name (``kmeans``, ``ag``, ``spectral``, ``hdbscan``)."""
-    if algorithm == "hdbscan":
-        return hdbscan(X, min_cluster_size)
-    functions = {"kmeans": kmeans, "ag": agglomerative, "spectral": spectral}
-    return functions[algorithm](X, n_clusters)
+def _nan_to_num(x):
+    try:
+        from sklearn.externals import array_api_extra as xpx
+
+        return xpx.nan_to_num(x)
+    except (ImportError, AttributeError):  # older scikit-learn: numpy's, which it then used
+        return np.nan_to_num(x)

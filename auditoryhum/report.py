@@ -142,7 +142,13 @@ class BoostData:
 
 @dataclass
 class SweepData:
-    """The k-sweep table and what it chooses: the k of the highest adjusted score."""
+    """The k-sweep table and the decision the sweep recorded beside it
+    (``<table minus .csv>_decision.json``, :func:`auditoryhum.sweep.read_decision`).
+
+    The report never decides k itself: without a decision file (a table from an older
+    ``cluster_sweep.py``) ``chosen_k``, ``best_silhouette_k`` and ``penalty`` are ``None`` and
+    ``decision_problem`` says why.
+    """
 
     path: str
     ks: np.ndarray
@@ -150,7 +156,9 @@ class SweepData:
     adjusted: np.ndarray
     chosen_k: Optional[int]
     best_silhouette_k: Optional[int]
-    penalty: Optional[float]  # lambda recovered from the two columns; None if they disagree
+    penalty: Optional[float]  # the sweep's lambda, from its decision file
+    decision: Optional[dict] = None
+    decision_problem: Optional[str] = None
 
     def at(self, k: int) -> Tuple[float, float]:
         i = int(np.flatnonzero(self.ks == k)[0])
@@ -238,22 +246,6 @@ def review_threshold(scores: Sequence[float], selection: Optional[Sequence[af.Se
     if not chosen:
         return None, "no clip has a score"
     return max(chosen), f"{pick.rule}, as util_select_review.py selects by default"
-
-
-def sweep_choice(ks: np.ndarray, silhouette: np.ndarray, adjusted: np.ndarray) -> Tuple[Optional[int], Optional[int], Optional[float]]:
-    """The chosen k (highest adjusted score, the smallest k on ties), the k of the highest
-    silhouette, and the penalty lambda of ``adjusted = silhouette - lambda k`` when the table's
-    columns agree on one (``None`` otherwise). Each is ``None`` when undefined."""
-    chosen = int(ks[int(np.nanargmax(adjusted))]) if np.any(np.isfinite(adjusted)) else None
-    best = int(ks[int(np.nanargmax(silhouette))]) if np.any(np.isfinite(silhouette)) else None
-    both = np.isfinite(silhouette) & np.isfinite(adjusted) & (ks != 0)
-    penalty = None
-    if np.any(both):
-        lambdas = (silhouette[both] - adjusted[both]) / ks[both]
-        middle = float(np.median(lambdas))
-        if np.all(np.abs(lambdas - middle) <= 1e-9 + 1e-6 * abs(middle)):
-            penalty = middle
-    return chosen, best, penalty
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,8 +391,18 @@ def _gather_sweep(report: ReportData) -> None:
         report.problem("sweep", f"sweep table {path} holds no rows")
         return
     ks, sil, adj = table["k"], table["silhouette"], table["adjusted"]
-    chosen, best, penalty = sweep_choice(ks, sil, adj)
-    report.sweep = SweepData(path, ks, sil, adj, chosen, best, penalty)
+    from auditoryhum.sweep import read_decision
+
+    decision, why = read_decision(path)
+    chosen = best = penalty = None
+    if decision is not None:
+        chosen, best, penalty = decision.get("chosen_k"), decision.get("silhouette_max_k"), decision.get("penalty")
+        if any(k is not None and k not in set(ks.tolist()) for k in (chosen, best)):
+            decision, why = None, f"the decision file of {path} names a k that is not in the table: the chosen k is not shown"
+            chosen = best = penalty = None
+    if why:
+        report.problem("sweep", why)
+    report.sweep = SweepData(path, ks, sil, adj, chosen, best, penalty, decision, why)
 
 
 def _gather_clusters(report: ReportData, score_rows: Optional[List[af.ScoreRow]]) -> None:
@@ -677,7 +679,7 @@ def render_sweep(report: ReportData) -> str:
     if data.chosen_k is not None:
         sil, adj = data.at(data.chosen_k)
         items += [
-            _figure("chosen-k", "Chosen k", str(data.chosen_k), data.chosen_k, "highest adjusted score"),
+            _figure("chosen-k", "Chosen k", str(data.chosen_k), data.chosen_k, "highest adjusted score (recorded by the sweep)"),
             _figure("chosen-silhouette", "Silhouette at chosen k", _num(sil), repr(sil)),
             _figure("chosen-adjusted", "Adjusted score at chosen k", _num(adj), repr(adj)),
         ]
@@ -687,8 +689,12 @@ def render_sweep(report: ReportData) -> str:
     if data.penalty is not None:
         items.append(_figure("penalty", "Penalty \u03bb", f"{data.penalty:g}", repr(data.penalty), "adjusted = silhouette &minus; &lambda; k"))
     body = [_source(data.path), _figures(items)]
-    if data.chosen_k is None:
+    if data.decision_problem:
+        body.append(f'<p class="empty">{html.escape(data.decision_problem)}</p>')
+    elif data.chosen_k is None:
         body.append('<p class="empty">No k has a defined score, so none is chosen and there is no plot.</p>')
+        return "".join(body)
+    if not np.any(np.isfinite(data.silhouette)):
         return "".join(body)
     from auditoryhum.plots import png_bytes, save_sweep_plot
 

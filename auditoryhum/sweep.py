@@ -24,6 +24,9 @@ Agreement with scikit-learn
     scikit-learn's euclidean path computes them (``|x|^2 + |y|^2 - 2 x.y``, which leaves
     rounding noise of ~1e-8 between identical rows), per-cluster sums rounded to the input's
     dtype (float32 stays float32) and the final mean taken over all rows in their order.
+Spectral + Ward (``spec_ag``)
+    The 2-D spectral embedding is computed once; its Ward tree is cut at every k exactly as
+    for ``ag`` (the silhouette is measured in the embedding).
 k-means and spectral
     Partitions are not nested, so every k is fitted exactly as the single-k scripts fit it
     (the spectral embedding is computed once; it does not depend on k); the silhouette of
@@ -38,15 +41,17 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from auditoryhum.clustering import KMEANS_PARAMS, SEED, spectral_embedding, validate_rows
-from auditoryhum.errors import UserError
+from auditoryhum import recipe
+from auditoryhum.clustering import KMEANS_PARAMS, SEED, all_identical, identical_warning, spectral_embedding, validate_rows
+from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.stages._base import MentionError, mention
 
 #: Provisional default of the granularity penalty lambda in ``adjusted(k) = silhouette(k) - lambda * k``.
 #: The paper ties lambda to AIC; its exact formula is not published.
-DEFAULT_PENALTY = 0.001
-DEFAULT_K_MIN = 2
-DEFAULT_K_MAX = 840
-ALGORITHMS = ("ag", "kmeans", "spectral")
+DEFAULT_PENALTY = recipe.SWEEP_PENALTY
+DEFAULT_K_MIN = recipe.SWEEP_K_MIN
+DEFAULT_K_MAX = recipe.SWEEP_K_MAX
+ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 _GIB = 2.0**30
 # Rows of the distance matrix computed per BLAS call: bounds the float64 temporaries.
 _BLOCK_ROWS = 2048
@@ -75,6 +80,10 @@ class SweepResult:
     warnings: List[str] = field(default_factory=list)
     #: Rows of the silhouette sample (ag with ``sample``; k-means and spectral draw one per k).
     sample_rows: Optional[np.ndarray] = None
+
+    def _replace_algorithm(self, algorithm: str) -> "SweepResult":
+        self.algorithm = algorithm
+        return self
 
 
 @dataclass(frozen=True)
@@ -397,19 +406,26 @@ def _check_range(k_min: int, k_max: int, n_rows: int) -> None:
     if n_rows < 3:
         raise UserError(f"the data has {n_rows} rows; a k sweep needs at least 3 (k from 2 to rows - 1)")
     if k_min < 2:
-        raise UserError(f"--k_min must be at least 2, got {k_min}")
+        raise ParameterError("k_min", f"must be at least 2, got {k_min}")
     if k_min > k_max:
-        raise UserError(f"--k_min {k_min} is larger than --k_max {k_max}; choose k_min <= k_max")
+        raise MentionError(f"{mention('k_min')} {k_min} is larger than {mention('k_max')} {k_max}; choose k_min <= k_max")
     if k_max > n_rows - 1:
-        raise UserError(f"--k_max {k_max} is not smaller than the number of rows ({n_rows}); choose k_max <= {n_rows - 1}")
+        raise ParameterError("k_max", f"{k_max} is not smaller than the number of rows ({n_rows}); choose k_max <= {n_rows - 1}")
 
 
-def _check_sample(sample: Optional[int], n_rows: int) -> Optional[int]:
+def _check_sample(sample: Optional[int], n_rows: int, k_max: Optional[int] = None) -> Optional[int]:
+    """The sample size to use (``None``: all rows), refusing one too small for the k range."""
     if sample is None:
         return None
     if sample < 3:
-        raise UserError(f"--sample must be at least 3 rows, got {sample}")
-    return sample if sample < n_rows else None
+        raise ParameterError("sample", f"must be at least 3 rows, got {sample}")
+    if sample >= n_rows:
+        return None
+    if k_max is not None and sample <= k_max:
+        raise MentionError(
+            f"{mention('sample')} {sample} is not larger than {mention('k_max')} {k_max}: the silhouette of k clusters "
+            f"needs more than k sampled rows; choose a larger sample or a smaller k_max")
+    return sample
 
 
 def sweep_ward(
@@ -419,6 +435,7 @@ def sweep_ward(
     sample: Optional[int] = None,
     seed: int = SEED,
     memory_budget: Optional[float] = None,
+    cache=None,
 ) -> SweepResult:
     """Silhouette, Calinski-Harabasz, Davies-Bouldin and singleton count of the Ward partition
     at every k in ``[k_min, k_max]``, from one tree.
@@ -436,6 +453,8 @@ def sweep_ward(
     memory_budget : float or None
         Bytes the sweep may use; raise :class:`UserError` naming the largest N that fits
         instead of running out of memory.
+    cache : ArrayCache, optional
+        Where the Ward tree of these rows is kept (:func:`auditoryhum.clustering.ward_tree`).
 
     Returns
     -------
@@ -444,7 +463,7 @@ def sweep_ward(
     X = validate_rows(X)
     n = X.shape[0]
     _check_range(k_min, k_max, n)
-    sample = _check_sample(sample, n)
+    sample = _check_sample(sample, n, k_max)
     dt = _silhouette_dtype(X)
     notes: List[str] = []
     warns: List[str] = []
@@ -477,7 +496,12 @@ def sweep_ward(
                 f"{max(3, math.isqrt(int(memory_budget) // 16))}) for an approximate silhouette on a stratified sample"
             )
 
-    Z = ward_linkage(X, distinct, inverse)
+    if cache is not None:
+        from auditoryhum.clustering import ward_tree
+
+        Z = ward_tree(X, cache)
+    else:
+        Z = ward_linkage(X, distinct, inverse)
     tree = _group_tree(Z, inverse, n_distinct)
     if tree is None:
         # Distinct rows at distance 0 (underflow): work row by row, which is always exact.
@@ -492,7 +516,7 @@ def sweep_ward(
             f"whose members then score 0"
         )
     if n_distinct == 1:
-        warns.append(f"all {n} rows are identical: the silhouette is undefined for every k (nan)")
+        warns.append(identical_warning(n))
 
     ks = np.arange(k_min, k_max + 1)
     sil = np.full(ks.shape, np.nan)
@@ -791,6 +815,7 @@ def sweep_refit(
     seed: int = SEED,
     memory_budget: Optional[float] = None,
     progress: Optional[Callable[[Iterable[int]], Iterable[int]]] = None,
+    cache=None,
 ) -> SweepResult:
     """Scores of k-means or spectral clustering at every k, each k fitted as the single-k
     script fits it (``KMeans(init="k-means++", max_iter=300, random_state=100)`` on the rows,
@@ -808,11 +833,18 @@ def sweep_refit(
     X = validate_rows(X)
     n = X.shape[0]
     _check_range(k_min, k_max, n)
-    sample = _check_sample(sample, n)
+    sample = _check_sample(sample, n, k_max)
     notes: List[str] = []
     warns: List[str] = []
+    if all_identical(X):
+        # Nothing to cluster: no fit can give a meaningful score (the spectral embedding of
+        # identical rows is arbitrary and once gave a silhouette of 0.77).
+        ks = np.arange(k_min, k_max + 1)
+        nan = np.full(ks.shape, np.nan)
+        return SweepResult(algorithm, ks, nan, nan.copy(), nan.copy(), np.zeros(ks.shape, dtype=np.int64), n, 1,
+                           sample, notes, [identical_warning(n)])
     if algorithm == "spectral":
-        space = spectral_embedding(X, notes)
+        space = spectral_embedding(X, notes, cache)
     else:
         space = X
     dt = _silhouette_dtype(space)
@@ -881,8 +913,145 @@ def sweep(
     seed: int = SEED,
     memory_budget: Optional[float] = None,
     progress=None,
+    cache=None,
 ) -> SweepResult:
-    """Dispatch: :func:`sweep_ward` for ``ag``, :func:`sweep_refit` for ``kmeans``/``spectral``."""
+    """Dispatch: :func:`sweep_ward` for ``ag`` (and for ``spec_ag`` on the 2-D spectral
+    embedding), :func:`sweep_refit` for ``kmeans``/``spectral``."""
+    if algorithm not in ALGORITHMS:
+        raise ParameterError("algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if algorithm == "ag":
-        return sweep_ward(X, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget)
-    return sweep_refit(algorithm, X, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget, progress=progress)
+        return sweep_ward(X, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget, cache=cache)
+    if algorithm == "spec_ag":
+        X = validate_rows(X)
+        _check_range(k_min, k_max, X.shape[0])
+        _check_sample(sample, X.shape[0], k_max)
+        if all_identical(X):
+            return sweep_refit("spectral", X, k_min, k_max, sample=sample, seed=seed)._replace_algorithm("spec_ag")
+        notes: List[str] = []
+        embedding = np.ascontiguousarray(spectral_embedding(X, notes, cache))
+        result = sweep_ward(embedding, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget, cache=cache)
+        result.algorithm = "spec_ag"
+        result.notes[:0] = notes
+        return result
+    return sweep_refit(algorithm, X, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget,
+                       progress=progress, cache=cache)
+
+
+# ---------------------------------------------------------------------------------------
+# the decision file beside the sweep table
+
+#: ``format`` field of the decision file.
+DECISION_FORMAT = "auditoryhum-sweep-decision"
+DECISION_VERSION = 1
+#: What the decision file says about how k was chosen.
+DECISION_RULE = ("chosen_k maximises adjusted(k) = silhouette(k) - penalty * k over the swept k, compared in exact "
+                 "rational arithmetic on the float values; ties go to the smallest k")
+
+
+def decision_path(sweep_csv: str) -> str:
+    """The decision file of a sweep table: ``<sweep_csv minus .csv>_decision.json`` (``.csv``
+    matched case-insensitively; any other name gets ``_decision.json`` appended)."""
+    base = sweep_csv[:-4] if sweep_csv.lower().endswith(".csv") else sweep_csv
+    return base + "_decision.json"
+
+
+def _finite_or_none(x) -> Optional[float]:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def decision_document(result: SweepResult, penalty: float, chosen: Optional[int], path: Sequence[PathStep],
+                      table_sha256: str, table_name: str, n_no_label: int = 0) -> dict:
+    """The JSON document recording a sweep's decision (see :func:`write_decision`)."""
+    adjusted = adjusted_scores(result.ks, result.silhouette, penalty)
+    best_k = best = None
+    if np.any(np.isfinite(result.silhouette)):
+        i = int(np.nanargmax(result.silhouette))
+        best_k, best = int(result.ks[i]), float(result.silhouette[i])
+    chosen_sil = chosen_adj = None
+    if chosen is not None:
+        i = int(np.flatnonzero(result.ks == chosen)[0])
+        chosen_sil, chosen_adj = float(result.silhouette[i]), float(adjusted[i])
+    return {
+        "format": DECISION_FORMAT,
+        "version": DECISION_VERSION,
+        "sweep_csv": table_name,
+        "sweep_csv_sha256": table_sha256,
+        "algorithm": result.algorithm,
+        "k_min": int(result.ks[0]),
+        "k_max": int(result.ks[-1]),
+        "n_rows": int(result.n_rows) + int(n_no_label),
+        "n_no_label": int(n_no_label),
+        "n_distinct": int(result.n_distinct),
+        "sample": None if result.sample is None else int(result.sample),
+        "penalty": float(penalty),
+        "rule": DECISION_RULE,
+        "chosen_k": chosen,
+        "chosen_silhouette": chosen_sil,
+        "chosen_adjusted": chosen_adj,
+        "silhouette_max_k": best_k,
+        "silhouette_max": best,
+        "lambda_path": [
+            {"k": int(s.k), "silhouette": float(s.silhouette), "lambda_low": float(s.lambda_low),
+             "lambda_high": _finite_or_none(s.lambda_high)}
+            for s in path
+        ],
+    }
+
+
+def write_decision(sweep_csv: str, document: dict) -> str:
+    """Atomically write the decision document beside ``sweep_csv``; return its path.
+
+    Format (JSON object, floats written exactly): ``format`` (``"auditoryhum-sweep-decision"``),
+    ``version`` (1), ``sweep_csv`` (the table's file name) and ``sweep_csv_sha256`` (SHA-256 of
+    the table's bytes: a decision file never speaks for another table), ``algorithm``,
+    ``k_min``, ``k_max``, ``n_rows``, ``n_no_label``, ``n_distinct``, ``sample``, ``penalty``,
+    ``rule``, ``chosen_k`` (null when no silhouette is defined), ``chosen_silhouette``,
+    ``chosen_adjusted``, ``silhouette_max_k``, ``silhouette_max`` and ``lambda_path``: one object
+    per k optimal for some lambda >= 0, ``{"k", "silhouette", "lambda_low", "lambda_high"}``
+    (``lambda_high`` null = infinity), by k ascending.
+    """
+    import json
+
+    from auditoryhum.io.atomic import write_text
+
+    target = decision_path(sweep_csv)
+    write_text(target, json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return target
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_decision(sweep_csv: str) -> Tuple[Optional[dict], Optional[str]]:
+    """The decision recorded beside ``sweep_csv``: ``(document, None)``, or ``(None, why)`` when
+    there is none (a table from an older ``cluster_sweep.py``), it is unreadable, or it was
+    written for other table bytes (the table was replaced or edited after the sweep)."""
+    import json
+
+    path = decision_path(sweep_csv)
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return None, (f"no decision file {path} beside the table (a table from an older cluster_sweep.py): "
+                      f"the chosen k is not shown; rerun cluster_sweep.py to record it")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, f"decision file {path} is unreadable ({str(exc).splitlines()[0]}): the chosen k is not shown"
+    if not isinstance(document, dict) or document.get("format") != DECISION_FORMAT:
+        return None, f"decision file {path} is not a sweep decision: the chosen k is not shown"
+    try:
+        digest = file_sha256(sweep_csv)
+    except OSError:
+        digest = None
+    if document.get("sweep_csv_sha256") != digest:
+        return None, (f"decision file {path} was written for other contents of {sweep_csv} (the table changed "
+                      f"after the sweep): the chosen k is not shown; rerun cluster_sweep.py")
+    return document, None

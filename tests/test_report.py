@@ -27,7 +27,6 @@ from auditoryhum.report import (
     gather,
     render_report,
     review_threshold,
-    sweep_choice,
 )
 from conftest import REPO, assert_one_line_error, run_script, write_tone
 
@@ -119,17 +118,54 @@ def test_review_threshold_from_a_selection_is_its_highest_score():
     assert review_threshold([0.1], rows[:1])[0] is None
 
 
-def test_sweep_choice_is_argmax_adjusted_with_ties_to_the_smaller_k():
+def _sweep_table(path, ks, sil, penalty, decision=True):
+    """A sweep table as cluster_sweep.py writes it, with (or, like an older sweep, without) its decision file."""
+    from auditoryhum import sweep as sw
+
+    ks = np.asarray(ks)
+    sil = np.asarray(sil, dtype=float)
+    n = len(ks)
+    write_sweep_csv(str(path), [ks, sil, sw.adjusted_scores(ks, sil, penalty), np.ones(n), np.ones(n), np.zeros(n, dtype=int)])
+    if decision:
+        result = sw.SweepResult("ag", ks, sil, np.ones(n), np.ones(n), np.zeros(n, dtype=int), n_rows=100, n_distinct=100)
+        doc = sw.decision_document(result, penalty, sw.choose_k(ks, sil, penalty), sw.lambda_path(ks, sil),
+                                   sw.file_sha256(str(path)), path.name)
+        sw.write_decision(str(path), doc)
+    return path
+
+
+def test_sweep_without_a_decision_file_is_shown_but_not_decided(tmp_path):
     ks = np.arange(2, 8)
-    adjusted = np.array([0.20, 0.35, 0.32, 0.35, NAN, 0.05])  # k = 3 and 5 tie exactly: the smaller k
-    sil = adjusted + 0.05 * ks
-    chosen, best, penalty = sweep_choice(ks, sil, adjusted)
-    assert (chosen, best) == (3, 5)
-    assert penalty == pytest.approx(0.05)
-    # columns that do not agree on one lambda: no penalty shown, the choice still follows the adjusted column
-    chosen, _, penalty = sweep_choice(ks, sil, np.array([0.1, 0.2, 0.9, 0.1, NAN, 0.0]))
-    assert chosen == 4 and penalty is None
-    assert sweep_choice(ks, np.full(6, NAN), np.full(6, NAN)) == (None, None, None)
+    sil = np.array([0.25, 0.40, 0.37, 0.40, NAN, 0.10])
+    table = _sweep_table(tmp_path / "old_sweep.csv", ks, sil, 0.05, decision=False)
+    data, text = _report(tmp_path, sweep_csv=table)
+    assert data.sweep is not None and data.sweep.chosen_k is None and data.sweep.penalty is None
+    assert data.sweep.best_silhouette_k is None
+    assert "no decision file" in data.problems["sweep"][0] and "old_sweep_decision.json" in data.problems["sweep"][0]
+    page = _parse(text)
+    assert "fig-chosen-k" not in page.text_by_id
+    assert page.attr_of("img-sweep", "src").startswith("data:image/png;base64,")  # the curves are still drawn
+
+
+def test_sweep_decision_for_other_table_bytes_is_not_trusted(tmp_path):
+    ks = np.arange(2, 7)
+    table = _sweep_table(tmp_path / "sweep.csv", ks, [0.40, 0.50, 0.54, 0.58, 0.59], 0.0)
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines[:-1]) + "\n")  # the table edited after the sweep
+    data, _ = _report(tmp_path, sweep_csv=table)
+    assert data.sweep.chosen_k is None
+    assert "written for other contents" in data.problems["sweep"][0]
+
+
+def test_sweep_decision_is_read_not_re_derived(tmp_path):
+    # k = 3 and 5 tie exactly in adjusted score; the sweep's exact rule gives the smaller k.
+    ks = np.arange(2, 8)
+    sil = np.array([0.25, 0.5, 0.5, 0.625, NAN, 0.375])
+    table = _sweep_table(tmp_path / "sweep.csv", ks, sil, 0.0625)
+    data, _ = _report(tmp_path, sweep_csv=table)
+    assert (data.sweep.chosen_k, data.sweep.best_silhouette_k, data.sweep.penalty) == (3, 5, 0.0625)
+    assert data.sweep.decision["lambda_path"][0]["lambda_high"] is None  # the smallest k: up to infinity
+    assert "sweep" not in data.problems
 
 
 def test_command_listing_cds_quotes_and_comments_out_failed_runs():
@@ -259,8 +295,7 @@ def test_boost_with_misaligned_annotations_is_a_problem_not_a_failure(tmp_path):
 def test_sweep_section_chosen_k_and_plot(tmp_path):
     ks = np.arange(2, 12)
     sil = np.array([0.2, 0.3, 0.45, 0.5, 0.52, 0.51, 0.4, 0.3, 0.2, 0.1])
-    adjusted = sil - 0.01 * ks
-    write_sweep_csv(str(tmp_path / "sweep.csv"), [ks, sil, adjusted, np.ones(10), np.ones(10), np.zeros(10, dtype=int)])
+    _sweep_table(tmp_path / "sweep.csv", ks, sil, 0.01)
     data, text = _report(tmp_path, sweep_csv=tmp_path / "sweep.csv")
     page = _parse(text)
     # adjusted: 0.18, 0.27, 0.41, 0.45, 0.46, 0.44, ...: k = 6; the raw silhouette peaks at k = 6 too
@@ -277,7 +312,7 @@ def test_sweep_section_chosen_k_and_plot(tmp_path):
 def test_sweep_penalty_moves_the_choice(tmp_path):
     ks = np.arange(2, 7)
     sil = np.array([0.40, 0.50, 0.54, 0.58, 0.59])
-    write_sweep_csv(str(tmp_path / "sweep.csv"), [ks, sil, sil - 0.05 * ks, np.ones(5), np.ones(5), np.zeros(5, dtype=int)])
+    _sweep_table(tmp_path / "sweep.csv", ks, sil, 0.05)
     data, _ = _report(tmp_path, sweep_csv=tmp_path / "sweep.csv")
     assert data.sweep.chosen_k == 3 and data.sweep.best_silhouette_k == 6  # adjusted 0.30, 0.35, 0.34, 0.33, 0.29
 
@@ -392,7 +427,8 @@ def test_report_command_end_to_end_with_a_missing_artefact(tmp_path):
     assert "warning: sweep table not found: missing.csv" in proc.stderr
     text = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
     assert "<title>My &lt;run&gt;</title>" in text and "sweep table not found: missing.csv" in text
-    assert not [p for p in (tmp_path / "r").iterdir() if p.name != "report.html"]  # no temporary left
+    # No temporary left; the guard's lock file stays by design (auditoryhum.io.guard).
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name not in ("report.html", ".report.html.lock")]
 
 
 def test_report_command_unwritable_output_is_one_line(tmp_path):

@@ -256,7 +256,7 @@ def test_cluster_sweep_writes_table_plot_and_the_single_k_labels(tmp_path):
         "--label_csv", labels, "--penalty", "0.002",
     )
     assert proc.returncode == 0, proc.stderr
-    assert "--k_max 840 lowered to 69" in proc.stderr
+    assert "note: k_max 840 lowered to 69" in proc.stderr
     csv = read_sweep_csv(str(table))
     assert table.read_text().splitlines()[0] == "k,silhouette,adjusted,calinski_harabasz,davies_bouldin,singletons"
     assert list(csv["k"]) == list(range(2, 70))

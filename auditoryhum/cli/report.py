@@ -1,6 +1,7 @@
-"""report.py: one self-contained HTML report of a run from whatever of its artefacts exist."""
+"""report.py: one self-contained HTML report of a run from whatever of its artefacts exist
+(:func:`auditoryhum.stages.report.report`)."""
 
-RUN_LOG_ENV = "AUDITORYHUM_RUN_LOG"  # = auditoryhum.run_log.RUN_LOG_ENV (kept here so --help imports nothing)
+from auditoryhum.run_log import RUN_LOG_ENV
 
 
 def add_arguments(parser, name):
@@ -17,7 +18,8 @@ def add_arguments(parser, name):
         "(needs --annotations and --top_label_scores_csv)",
     )
     parser.add_argument("--annotations", help="human annotations file (blank line = not annotated)")
-    parser.add_argument("--sweep_csv", help="k-sweep table from cluster_sweep.py: silhouette and adjusted curves, chosen k")
+    parser.add_argument("--sweep_csv", help="k-sweep table from cluster_sweep.py: silhouette and adjusted curves; the chosen k "
+                        "from its decision file (<sweep_csv minus .csv>_decision.json)")
     parser.add_argument(
         "--cluster_csv",
         help="cluster ids (one per line) from cluster_*.py: the cluster table (label counts need --top_label_scores_csv)",
@@ -38,33 +40,19 @@ def add_arguments(parser, name):
 def run(args, name):
     import os
 
-    from auditoryhum.console import note, warn
-    from auditoryhum.report import SECTIONS, ReportInputs, gather, write_report
+    from auditoryhum.console import note
+    from auditoryhum.stages.report import SECTION_KEYS, report
 
     run_log = args.run_log if args.run_log is not None else (os.environ.get(RUN_LOG_ENV) or None)
-    inputs = ReportInputs(
-        top_label_scores_csv=args.top_label_scores_csv,
-        selection_csv=args.selection_csv,
-        scores_with_human_csv=args.scores_with_human_csv,
-        annotations=args.annotations,
-        sweep_csv=args.sweep_csv,
-        cluster_csv=args.cluster_csv,
-        taxonomy_csv=args.taxonomy_csv,
-        tsne_png=args.tsne_png,
-        run_log=run_log,
-    )
     if run_log and args.run_log is None:
         note(f"run log from ${RUN_LOG_ENV}: {run_log}")
-    report = gather(inputs, args.html)
-    for key, _ in SECTIONS:
-        for message in report.problems.get(key, []):
-            warn(message)
-    write_report(args.html, report, args.title)
-
-    shown = [key for key, _ in SECTIONS if report.shown(key)]
-    missing = [key for key, _ in SECTIONS if not report.shown(key)]
-    line = f"Report {args.html}: {len(shown)} of {len(SECTIONS)} sections shown ({', '.join(shown) or 'none'})"
-    if missing:
-        line += f"; not shown: {', '.join(missing)}"
+    result = report(
+        args.html, title=args.title, top_label_scores_csv=args.top_label_scores_csv, selection_csv=args.selection_csv,
+        scores_with_human_csv=args.scores_with_human_csv, annotations=args.annotations, sweep_csv=args.sweep_csv,
+        cluster_csv=args.cluster_csv, taxonomy_csv=args.taxonomy_csv, tsne_png=args.tsne_png, run_log=run_log,
+    )
+    line = f"Report {args.html}: {len(result.shown)} of {len(SECTION_KEYS)} sections shown ({', '.join(result.shown) or 'none'})"
+    if result.missing:
+        line += f"; not shown: {', '.join(result.missing)}"
     print(line)
     return 0

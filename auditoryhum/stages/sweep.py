@@ -1,0 +1,242 @@
+"""The k sweep stage (cluster_sweep.py): every k's silhouette in one process, the penalised
+choice of k, the lambda path, and the decision recorded beside the table.
+
+Top level is light: numpy and scikit-learn are imported inside :func:`sweep`.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Union
+
+from auditoryhum import recipe
+from auditoryhum.stages._base import MentionError, StageResult, mention
+
+ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
+#: Share of MemAvailable the sweep plans to use (``memory_budget="auto"``): the rest is
+#: headroom for the interpreter, the input array and other processes.
+MEMORY_SHARE = 0.85
+
+
+@dataclass
+class SweepStageResult(StageResult):
+    """What :func:`sweep` wrote and decided.
+
+    Attributes
+    ----------
+    algorithm : str
+    ks, silhouette, adjusted : list
+        The swept k and their scores (nan where undefined), as in the table.
+    chosen_k : int or None
+        The k of the highest adjusted score (``None``: no silhouette is defined).
+    chosen_silhouette, chosen_adjusted : float or None
+    silhouette_max_k : int or None
+        The k of the highest silhouette, and ``silhouette_max`` its value.
+    penalty : float
+    lambda_path : list of auditoryhum.sweep.PathStep
+        Every k optimal for some lambda >= 0.
+    k_max : int
+        The largest k swept (``k_max`` lowered to rows - 1 when larger).
+    n_no_label : int
+        All-NaN rows left out (id -2 in ``label_csv``).
+    decision : dict
+        The document written to ``outputs["decision_json"]`` (:func:`auditoryhum.sweep.write_decision`).
+    notes, warnings : list of str
+    """
+
+    algorithm: str = ""
+    ks: List[int] = field(default_factory=list)
+    silhouette: List[float] = field(default_factory=list)
+    adjusted: List[float] = field(default_factory=list)
+    chosen_k: Optional[int] = None
+    chosen_silhouette: Optional[float] = None
+    chosen_adjusted: Optional[float] = None
+    silhouette_max_k: Optional[int] = None
+    silhouette_max: Optional[float] = None
+    penalty: float = recipe.SWEEP_PENALTY
+    lambda_path: list = field(default_factory=list)
+    k_max: int = 0
+    n_no_label: int = 0
+    decision: dict = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+
+def available_memory_bytes() -> Optional[int]:
+    """MemAvailable from /proc/meminfo in bytes, or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, label_csv: Optional[str] = None, *,
+          algorithm: str = "ag", k_min: int = recipe.SWEEP_K_MIN, k_max: int = recipe.SWEEP_K_MAX,
+          penalty: float = recipe.SWEEP_PENALTY, sample: Optional[int] = None,
+          memory_budget: Union[str, float, None] = "auto", cache_dir: Optional[str] = None,
+          no_cache: bool = False, progress: bool = True) -> SweepStageResult:
+    """Sweep k over ``[k_min, k_max]``, choose k, write the table, its decision file and optionally the plot and ids.
+
+    Parameters
+    ----------
+    cluster_npy : str
+        Input .npy of shape (N, D). All-NaN rows (clips without a label) are left out of the
+        sweep, with one note; in ``label_csv`` they get id -2.
+    sweep_csv : str
+        Output: ``k,silhouette,adjusted,calinski_harabasz,davies_bouldin,singletons``, one row per k.
+        Beside it, the decision file ``<sweep_csv minus .csv>_decision.json``
+        (:func:`auditoryhum.sweep.decision_path`; format in :func:`auditoryhum.sweep.write_decision`).
+    png_plot : str, optional
+        Output: silhouette and adjusted score against k, the chosen k marked (12x6 in PNG).
+    label_csv : str, optional
+        Output: the cluster ids at the chosen k, exactly as the single-k command writes them.
+    algorithm : {"ag", "kmeans", "spectral", "spec_ag"}, default "ag"
+        ``ag`` and ``spec_ag``: one Ward tree (on the rows / on the 2-D spectral embedding) cut
+        at every k; ``kmeans`` and ``spectral``: one fit per k as the single-k commands fit it.
+    k_min, k_max : int, default 2 and 840 (:mod:`auditoryhum.recipe`)
+        ``k_max`` above rows - 1 is lowered to it with a note.
+    penalty : float, default 0.001
+        lambda in ``adjusted(k) = silhouette(k) - lambda k``, finite and >= 0 (provisional: the
+        paper's AIC-tied formula is not published; the lambda path lists every defensible k).
+    sample : int, optional
+        Approximate silhouette on a stratified sample of this many rows (seed 100); must be
+        larger than ``k_max``.
+    memory_budget : "auto", float or None, default "auto"
+        Bytes the sweep may plan to use ("auto": 85 % of MemAvailable; None: no limit); a sweep
+        that would not fit stops before the work with the largest size that fits.
+    cache_dir, no_cache
+        The cache of the Ward tree and the spectral embedding (:mod:`auditoryhum.io.array_cache`).
+    progress : bool, default True
+        Show a progress bar over k (k-means, spectral) where bars are shown at all.
+
+    Returns
+    -------
+    SweepStageResult
+        ``outputs`` maps ``sweep_csv``, ``decision_json`` and, when given, ``png_plot`` and
+        ``label_csv`` to the files written.
+    """
+    from auditoryhum.sweep import decision_path
+    from auditoryhum.validation import finite_non_negative, one_of, optional_positive_int, positive_int
+
+    one_of(algorithm, ALGORITHMS, "algorithm")
+    k_min = positive_int(k_min, "k_min")
+    k_max = positive_int(k_max, "k_max")
+    penalty = finite_non_negative(penalty, "penalty")
+    sample = optional_positive_int(sample, "sample")
+    from auditoryhum.io.guard import guard_stage
+
+    outputs = {"sweep_csv": [sweep_csv, decision_path(sweep_csv)]}
+    outputs.update({k: v for k, v in (("png_plot", png_plot), ("label_csv", label_csv)) if v})
+    with guard_stage(inputs={"cluster_npy": cluster_npy}, outputs=outputs, holder=f"sweep-{algorithm}"):
+        return _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max, penalty, sample,
+                      memory_budget, cache_dir, no_cache, progress)
+
+
+def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max, penalty, sample, memory_budget,
+           cache_dir, no_cache, show_progress):
+    import os
+
+    import numpy as np
+
+    from auditoryhum import clustering as cl
+    from auditoryhum import sweep as sw
+    from auditoryhum.console import note, progress, warn
+    from auditoryhum.errors import ParameterError, UserError
+    from auditoryhum.io.array_cache import open_cache
+    from auditoryhum.io.artefacts import load_matrix, write_cluster_ids, write_sweep_csv
+    from auditoryhum.plots import save_sweep_plot
+
+    result = SweepStageResult(algorithm=algorithm, penalty=penalty)
+
+    def say_note(message):
+        result.notes.append(message)
+        note(message)
+
+    def say_warning(message):
+        result.warnings.append(message)
+        warn(message)
+
+    raw = load_matrix(cluster_npy, require_finite=False)
+    X, mask = cl.split_missing(raw, cluster_npy)
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    n_missing = int(np.count_nonzero(~mask))
+    result.n_no_label = n_missing
+    if n_missing:
+        say_note(cl.missing_note(n_missing, raw.shape[0]))
+    n = X.shape[0]
+    what = "rows with a label" if n_missing else "rows"
+    if n < 3:
+        raise UserError(f"{cluster_npy} has {n} row(s){' with a label' if n_missing else ''}; "
+                        f"a k sweep needs at least 3 (k from 2 to rows - 1)")
+    if k_min > n - 1:
+        raise ParameterError("k_min", f"{k_min} is not smaller than the number of {what} ({n}) in {cluster_npy}; "
+                                      f"choose k_min <= {n - 1}")
+    if k_max > n - 1:
+        say_note(f"k_max {k_max} lowered to {n - 1}: {cluster_npy} has {n} {what} and k must stay below that")
+        k_max = n - 1
+    if k_min < 2:
+        raise ParameterError("k_min", f"must be at least 2, got {k_min}")
+    if k_min > k_max:
+        raise MentionError(f"{mention('k_min')} {k_min} is larger than {mention('k_max')} {k_max}; "
+                           f"choose k_min <= k_max (and below the {n} {what})")
+    if memory_budget == "auto":
+        available = available_memory_bytes()
+        budget = None if available is None else available * MEMORY_SHARE
+    else:
+        budget = memory_budget
+    if sample is not None and sample < n:
+        say_note(f"silhouette on a stratified sample of {sample} rows (seed {recipe.SEED}): approximate")
+    result.k_max = k_max
+    cache = open_cache(cache_dir, no_cache)
+
+    def bar(iterable):
+        if not show_progress:
+            return iterable
+        return progress(iterable, desc=f"{algorithm} k sweep", total=k_max - k_min + 1, unit="k")
+
+    swept = sw.sweep(algorithm, X, k_min, k_max, sample=sample, memory_budget=budget, progress=bar, cache=cache)
+    for message in swept.notes:
+        say_note(message)
+    for message in swept.warnings:
+        say_warning(message)
+
+    adjusted = sw.adjusted_scores(swept.ks, swept.silhouette, penalty)
+    chosen = sw.choose_k(swept.ks, swept.silhouette, penalty)
+    path = sw.lambda_path(swept.ks, swept.silhouette)
+    write_sweep_csv(sweep_csv, [swept.ks, swept.silhouette, adjusted, swept.calinski_harabasz,
+                                swept.davies_bouldin, swept.singletons])
+    result.outputs["sweep_csv"] = sweep_csv
+    document = sw.decision_document(swept, penalty, chosen, path, sw.file_sha256(sweep_csv),
+                                    os.path.basename(sweep_csv), n_missing)
+    result.outputs["decision_json"] = sw.write_decision(sweep_csv, document)
+    result.decision = document
+    if chosen is not None and label_csv:
+        labelled = cl.cluster(algorithm, X, n_clusters=chosen, cache=cache)
+        for message in labelled.warnings:
+            say_warning(message)
+        write_cluster_ids(label_csv, cl.expand_labels(labelled.labels, mask))
+        result.outputs["label_csv"] = label_csv
+    if png_plot:
+        title = f"{cl.ALGORITHM_NAMES[algorithm]}: silhouette sweep, k = {swept.ks[0]}..{swept.ks[-1]}"
+        if swept.sample:
+            title += f" (sample of {swept.sample})"
+        save_sweep_plot(swept.ks, swept.silhouette, adjusted, chosen, penalty, title, png_plot)
+        result.outputs["png_plot"] = png_plot
+    for message in cache.notes:
+        say_note(message)
+
+    result.ks = [int(k) for k in swept.ks]
+    result.silhouette = [float(s) for s in swept.silhouette]
+    result.adjusted = [float(a) for a in adjusted]
+    result.chosen_k = chosen
+    result.chosen_silhouette = document["chosen_silhouette"]
+    result.chosen_adjusted = document["chosen_adjusted"]
+    result.silhouette_max_k = document["silhouette_max_k"]
+    result.silhouette_max = document["silhouette_max"]
+    result.lambda_path = path
+    if chosen is None and label_csv:
+        raise UserError(f"no k could be chosen, so {label_csv} was not written; the sweep table {sweep_csv} was")
+    return result
