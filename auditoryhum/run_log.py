@@ -225,21 +225,19 @@ def _is_sha(text: str) -> bool:
 
 
 def toolkit_parameters() -> dict:
-    """The fixed seeds and hyper-parameters of the toolkit (from ``auditoryhum.clustering`` and
-    the defaults of the review selection and the k sweep)."""
-    from auditoryhum import clustering
-    from auditoryhum.hitl import DEFAULT_REVIEW_FRACTION
-    from auditoryhum.sweep import DEFAULT_PENALTY
+    """The fixed seeds and hyper-parameters of the toolkit, from :mod:`auditoryhum.recipe` (the
+    clustering, the review selection's default fraction and the k sweep's default penalty)."""
+    from auditoryhum import recipe
 
     return {
-        "seed": clustering.SEED,
-        "kmeans": dict(clustering.KMEANS_PARAMS),
+        "seed": recipe.SEED,
+        "kmeans": dict(recipe.KMEANS_PARAMS),
         "agglomerative": {"metric": "euclidean", "linkage": "ward"},
-        "spectral_embedding": dict(clustering.SPECTRAL_EMBEDDING_PARAMS),
-        "hdbscan": dict(clustering.HDBSCAN_PARAMS),
-        "tsne": dict(clustering.TSNE_PARAMS),
-        "review_fraction_default": DEFAULT_REVIEW_FRACTION,
-        "sweep_penalty_default": DEFAULT_PENALTY,
+        "spectral_embedding": dict(recipe.SPECTRAL_EMBEDDING_PARAMS),
+        "hdbscan": dict(recipe.HDBSCAN_PARAMS),
+        "tsne": dict(recipe.TSNE_PARAMS),
+        "review_fraction_default": recipe.REVIEW_FRACTION,
+        "sweep_penalty_default": recipe.SWEEP_PENALTY,
     }
 
 

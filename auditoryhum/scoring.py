@@ -1,7 +1,7 @@
 """CLAP label-audio alignment: the score of every candidate label, and the top label per clip.
 
 Pure computation on embeddings already made (no files, no models). The published rule
-(SPEC.md, features_clap_text): the score of a candidate is the cosine similarity between the
+(docs/spec.md, features_clap_text.py): the score of a candidate is the cosine similarity between the
 clip's audio embedding and the candidate's text embedding; the best candidate is kept, the
 first one on ties. A clip without a usable candidate, or whose audio embedding is missing
 (a NaN row from a clip that failed to decode), keeps the empty label and a NaN score, which

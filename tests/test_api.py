@@ -259,3 +259,15 @@ def test_every_stage_name_is_exported_and_documented():
     with pytest.raises(AttributeError):
         ah.no_such_stage  # noqa: B018
     assert issubclass(ParameterError, UserError)
+
+
+def test_example_summary_scores_each_clustering(tmp_path):
+    from auditoryhum.stages.example import summarize_example
+
+    (tmp_path / "true_scenes.csv").write_text("park\npark\nstreet\nstreet\n")
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "clusters" / "b_perfect.csv").write_text("1\n1\n0\n0\n")
+    (tmp_path / "clusters" / "a_noisy.csv").write_text("0\n-1\n0\n-1\n")
+    rows = summarize_example(str(tmp_path)).clusterings
+    assert [(r.name, r.n_clusters, r.n_noise) for r in rows] == [("a_noisy", 1, 2), ("b_perfect", 2, 0)]
+    assert rows[1].ari == pytest.approx(1.0) and rows[0].ari < 1.0

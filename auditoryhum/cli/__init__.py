@@ -1,6 +1,6 @@
 """Command-line layer: one parser definition per command, used by both entry points.
 
-Every command is reachable as a top-level script with the name SPEC.md gives
+Every command is reachable as a top-level script with the name the published recipe gives (docs/spec.md)
 (``python3 cluster_ag.py ...``) and as a subcommand of the ``auditoryhum`` console command
 (``auditoryhum cluster-ag ...``). Both build their parser from the same ``add_arguments``
 function, so their flags cannot drift. Command modules import heavy libraries only inside
@@ -17,7 +17,7 @@ from typing import List, Optional
 @dataclass(frozen=True)
 class Command:
     name: str  # subcommand of `auditoryhum`
-    script: Optional[str]  # top-level script named in SPEC.md (None: subcommand only)
+    script: Optional[str]  # top-level script named in docs/spec.md (None: subcommand only)
     module: str  # auditoryhum.cli.<module> with add_arguments(parser, name) and run(args, name)
     summary: str
 

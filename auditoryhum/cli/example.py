@@ -21,25 +21,9 @@ def run(args, name):
 
 
 def summarize(out_dir):
-    import glob
-    import os
+    from auditoryhum.stages.example import summarize_example
 
-    from sklearn.metrics import adjusted_rand_score
-
-    from auditoryhum.errors import UserError
-    from auditoryhum.io.artefacts import read_cluster_ids, read_text_lines
-
-    truth = read_text_lines(os.path.join(out_dir, "true_scenes.csv"), "true-scenes file")
-    files = sorted(glob.glob(os.path.join(out_dir, "clusters", "*.csv")))
-    if not files:
-        raise UserError(f"no cluster-id files in {out_dir}/clusters; run the example first")
     print(f"{'clustering':<22} {'clusters':>8} {'noise':>6} {'ARI vs true scenes':>19}")
-    for path in files:
-        ids = read_cluster_ids(path)
-        if len(ids) != len(truth):
-            raise UserError(f"{path} has {len(ids)} lines but {len(truth)} clips")
-        found = len(set(ids.tolist()) - {-1})
-        noise = int((ids < 0).sum())
-        name = os.path.splitext(os.path.basename(path))[0]
-        print(f"{name:<22} {found:>8} {noise:>6} {adjusted_rand_score(truth, ids):>19.3f}")
+    for c in summarize_example(out_dir).clusterings:
+        print(f"{c.name:<22} {c.n_clusters:>8} {c.n_noise:>6} {c.ari:>19.3f}")
     return 0
