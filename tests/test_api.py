@@ -252,7 +252,8 @@ def test_label_gemini_against_the_fake_service(clips, tmp_path, monkeypatch):
 
 def test_every_stage_name_is_exported_and_documented():
     names = ["resample_clips", "label", "label_gemini", "embed_mfcc", "embed_audio", "embed_tower", "embed_sentences",
-             "score_labels", "select_review", "merge_labels", "score_boost", "composite_stats", "composite_labels"]
+             "score_labels", "select_review", "merge_labels", "score_boost", "composite_stats", "composite_labels",
+             "cluster", "sweep_clusters", "write_report"]
     for name in names:
         function = getattr(ah, name)
         assert name in ah.__all__ and "Parameters" in (function.__doc__ or ""), name
