@@ -32,6 +32,8 @@ _MAGIC = b"AHUMARR1"  # 8 bytes
 _KEY_BYTES = 24  # the first 24 bytes of the key digest, stored
 _HEADER = len(_MAGIC) + _KEY_BYTES + 32
 CACHE_SUBDIR = "arrays"
+# Part of every key: bump when what an entry holds changes meaning.
+_FORMAT_VERSION = 1
 
 
 def _library_versions() -> str:
@@ -81,7 +83,8 @@ class ArrayCache:
 
     def key(self, kind: str, rows_digest_hex: str, params: Mapping) -> str:
         """The hex key of one entry (kind, input digest, parameters, library versions)."""
-        text = json.dumps({"kind": kind, "rows": rows_digest_hex, "params": params, "libs": _library_versions()},
+        text = json.dumps({"format": _FORMAT_VERSION, "kind": kind, "rows": rows_digest_hex, "params": params,
+                           "libs": _library_versions()},
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
