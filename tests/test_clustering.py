@@ -176,3 +176,175 @@ def test_too_few_rows_is_one_line_error(tmp_path):
     proc = run_script("cluster_kmeans.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 1,
                       "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
     assert_one_line_error(proc, "has 1 row(s); clustering needs at least 2")
+
+
+# --- rows without a label, degenerate input (issue 13 items 5, 9, 10) ---------------------
+
+
+def _stage(tmp_path, algorithm, X, **options):
+    from auditoryhum.stages.cluster import cluster
+
+    np.save(tmp_path / "in.npy", X)
+    key = "min_cluster_size" if algorithm == "hdbscan" else "n_clusters"
+    options.setdefault(key, 3)
+    return cluster(str(tmp_path / "in.npy"), str(tmp_path / "ids.csv"), None, algorithm=algorithm,
+                   cache_dir=str(tmp_path / "cache"), **options)
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "ag", "spectral", "spec_ag", "hdbscan"])
+def test_nan_rows_are_left_out_with_the_no_label_id(tmp_path, algorithm):
+    from sklearn.metrics import silhouette_score
+
+    X, truth = blobs(n_per=35)
+    missing = [0, 17, 50, 104]
+    X_nan = X.copy()
+    X_nan[missing] = np.nan
+    result = _stage(tmp_path, algorithm, X_nan)
+    kept = np.setdiff1d(np.arange(len(X)), missing)
+    alone = clustering.cluster(algorithm, X[kept], n_clusters=3, min_cluster_size=3)
+    ids = np.array([int(x) for x in (tmp_path / "ids.csv").read_text().splitlines()])
+    assert len(ids) == len(X) and clustering.NO_LABEL_CLUSTER == -2
+    assert np.all(ids[missing] == -2)
+    np.testing.assert_array_equal(ids[kept], alone.labels)  # exactly the clustering of the labelled rows
+    assert result.n_no_label == 4 and result.n_rows == len(X)
+    assert result.silhouette == silhouette_score(alone.space, alone.labels)
+    notes = [n for n in result.notes if "NaN" in n]
+    assert notes == ["4 of 105 rows are NaN (clips without a label): left out of clustering and the silhouette, cluster id -2"]
+
+
+def test_nan_rows_script_prints_the_published_lines(tmp_path):
+    X, _ = blobs(n_per=12)
+    X[[3, 30]] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    proc = run_script("cluster_hdbscan.py", "--cluster_npy", tmp_path / "x.npy", "--min_cluster_size", 5,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png", "--cache_dir", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    assert "HDBSCAN found 3 clusters; 0 of 34 points are noise (0.0%)" in proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("Silhouette Score 0.")
+    assert proc.stderr.count("rows are NaN") == 1
+    ids = (tmp_path / "l.csv").read_text().splitlines()
+    assert len(ids) == 36 and ids[3] == ids[30] == "-2"
+
+
+def test_all_rows_nan_is_one_line_error(tmp_path):
+    np.save(tmp_path / "x.npy", np.full((5, 3), np.nan))
+    proc = run_script("cluster_ag.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "has 0 row(s) with a label; clustering needs at least 2")
+    assert not (tmp_path / "l.csv").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "ag", "spectral", "spec_ag", "hdbscan"])
+def test_overflowing_rows_are_refused_by_every_algorithm(tmp_path, algorithm):
+    X, _ = blobs(n_per=12)
+    with pytest.raises(UserError, match="overflow float32"):
+        _stage(tmp_path, algorithm, (X * np.float32(1e30)).astype(np.float32))
+    assert not (tmp_path / "ids.csv").exists()
+    # The same rows in float64 fit: same clustering as the unscaled rows (Ward is scale-free).
+    if algorithm == "ag":
+        big = _stage(tmp_path, algorithm, X.astype(np.float64) * 1e30)
+        assert big.labels == clustering.agglomerative(X.astype(np.float64), 3).labels.tolist()
+
+
+def test_overflow_script_is_one_line(tmp_path):
+    X, _ = blobs(n_per=12)
+    np.save(tmp_path / "x.npy", (X * np.float32(1e30)).astype(np.float32))
+    proc = run_script("cluster_kmeans.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert_one_line_error(proc, "overflow float32", "rescale the rows")
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "ag", "spectral", "spec_ag"])
+def test_identical_rows_say_so_and_give_no_silhouette(tmp_path, algorithm):
+    result = _stage(tmp_path, algorithm, np.full((40, 4), 0.25, dtype=np.float32), n_clusters=2)
+    assert result.silhouette is None
+    assert "all 40 rows are identical: there is nothing to cluster and the silhouette is undefined (nan)" in result.warnings
+    assert len((tmp_path / "ids.csv").read_text().splitlines()) == 40
+
+
+def test_identical_rows_script_prints_nan(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((40, 3)))
+    proc = run_script("cluster_spectral.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
+                      "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "Silhouette Score nan"
+    assert proc.stderr.count("rows are identical") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_spectral_with_three_rows_or_fewer_is_one_line(tmp_path, n):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(n, 4)))
+    for script in ("cluster_spectral.py", "cluster_spec_ag.py"):
+        if script == "cluster_spec_ag.py" and not _spec_ag_registered():
+            continue
+        proc = run_script(script, "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 1,
+                          "--label_csv", tmp_path / "l.csv", "--png_plot", tmp_path / "p.png")
+        assert_one_line_error(proc, f"the data has {n} rows; the 2-D spectral embedding needs at least 4")
+        assert not (tmp_path / "l.csv").exists()
+
+
+def test_spectral_with_four_rows_works(tmp_path):
+    result = _stage(tmp_path, "spectral", np.random.default_rng(1).normal(size=(4, 3)), n_clusters=2)
+    assert result.n_clusters == 2 and result.silhouette is not None
+
+
+# --- outputs over inputs (issue 13 item 1) ---------------------------------------------
+
+
+@pytest.mark.parametrize("clash", ["label_csv=cluster_npy", "png_plot=cluster_npy", "label_csv=png_plot"])
+def test_cluster_outputs_never_overwrite_the_input(tmp_path, clash):
+    X, _ = blobs(n_per=6)
+    npy = tmp_path / "x.npy"
+    np.save(npy, X)
+    before = npy.read_bytes()
+    paths = {"cluster_npy": npy, "label_csv": tmp_path / "l.csv", "png_plot": tmp_path / "p.png"}
+    out, same = clash.split("=")
+    paths[out] = paths[same]
+    proc = run_script("cluster_ag.py", "--cluster_npy", paths["cluster_npy"], "--n_clusters", 2,
+                      "--label_csv", paths["label_csv"], "--png_plot", paths["png_plot"])
+    # The guard names the later of two clashing outputs (png_plot after label_csv).
+    named = {"label_csv=cluster_npy": "--label_csv", "png_plot=cluster_npy": "--png_plot", "label_csv=png_plot": "--png_plot"}
+    assert_one_line_error(proc, named[clash], "same file")
+    assert npy.read_bytes() == before
+    assert not (tmp_path / "l.csv").exists() and not (tmp_path / "p.png").exists()
+
+
+def _spec_ag_registered():
+    from auditoryhum.cli import COMMANDS
+
+    return any(c.script == "cluster_spec_ag.py" for c in COMMANDS)
+
+
+# --- spectral + Ward (issue 11 item 5) --------------------------------------------------
+
+
+def test_spec_ag_is_sklearn_spectral_embedding_then_ward(tmp_path):
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.manifold import SpectralEmbedding
+    from sklearn.metrics import silhouette_score
+
+    X, _ = blobs(n_per=25, seed=4, scale=2.5)
+    emb = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=30, random_state=100).fit_transform(X)
+    for k in (2, 3, 5, 11):
+        ref = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(emb)
+        result = _stage(tmp_path, "spec_ag", X, n_clusters=k)
+        assert result.labels == ref.tolist(), k
+        assert result.silhouette == silhouette_score(emb, ref), k
+
+
+@pytest.mark.skipif(not _spec_ag_registered(), reason="cluster-spec-ag is registered in auditoryhum/cli/__init__.py")
+def test_spec_ag_script_end_to_end(tmp_path, blob_npy):
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.manifold import SpectralEmbedding
+    from sklearn.metrics import silhouette_score
+
+    path, X, truth = blob_npy
+    proc = run_script("cluster_spec_ag.py", "--cluster_npy", path, "--n_clusters", 3, "--label_csv", tmp_path / "l.csv",
+                      "--png_plot", tmp_path / "p.png", "--cache_dir", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    emb = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=30, random_state=100).fit_transform(X)
+    ref = AgglomerativeClustering(n_clusters=3, linkage="ward").fit_predict(emb)
+    assert (tmp_path / "l.csv").read_text() == "".join(f"{c}\n" for c in ref)
+    assert proc.stdout.splitlines()[-1] == f"Silhouette Score {silhouette_score(emb, ref)}"
+    assert same_partition(ref, truth)
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

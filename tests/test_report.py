@@ -632,3 +632,13 @@ def test_git_commit_read_from_the_git_folder(tmp_path):
     (tmp_path / "wt" / ".git").write_text(f"gitdir: {git}\n")
     assert run_log.git_commit(tmp_path / "wt") == sha1
     assert run_log.git_commit(tmp_path / "not a repo") is None
+
+
+def test_report_html_never_overwrites_an_input(tmp_path):
+    ks = np.arange(2, 6)
+    table = _sweep_table(tmp_path / "sweep.csv", ks, [0.3, 0.5, 0.4, 0.2], 0.001)
+    before = table.read_bytes()
+    for target in (table, tmp_path / "sweep_decision.json"):
+        proc = run_script("report.py", "--html", target, "--sweep_csv", table, cwd=tmp_path, env=NO_LOG)
+        assert_one_line_error(proc, "--html is the same file as input", "sweep_csv")
+    assert table.read_bytes() == before

@@ -346,3 +346,128 @@ def test_cluster_sweep_nan_rows_and_missing_file(tmp_path):
     assert_one_line_error(proc, "NaN or inf", "rows 5")
     proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "missing.npy", "--sweep_csv", tmp_path / "s.csv")
     assert_one_line_error(proc, "not found", "missing.npy")
+
+
+# ---------------------------------------------------------------------------------------
+# the decision file (issue 9 item 4)
+
+
+def test_sweep_records_its_decision_beside_the_table(tmp_path):
+    import json
+
+    from auditoryhum.stages.sweep import sweep as sweep_stage
+
+    X = embeddings(60, 20, dim=5, seed=2)
+    np.save(tmp_path / "x.npy", X)
+    result = sweep_stage(str(tmp_path / "x.npy"), str(tmp_path / "run.csv"), penalty=0.002, cache_dir=str(tmp_path / "c"))
+    assert sw.decision_path("a/sweep.csv") == "a/sweep_decision.json" and sw.decision_path("t.tsv") == "t.tsv_decision.json"
+    path = tmp_path / "run_decision.json"
+    assert result.outputs == {"sweep_csv": str(tmp_path / "run.csv"), "decision_json": str(path)}
+    doc = json.loads(path.read_text())
+    csv = read_sweep_csv(str(tmp_path / "run.csv"))
+    assert doc["format"] == "auditoryhum-sweep-decision" and doc["version"] == 1
+    assert doc["chosen_k"] == sw.choose_k(csv["k"], csv["silhouette"], 0.002) == result.chosen_k
+    assert doc["penalty"] == 0.002 and doc["algorithm"] == "ag" and (doc["k_min"], doc["k_max"]) == (2, 59)
+    i = doc["chosen_k"] - 2
+    assert doc["chosen_silhouette"] == csv["silhouette"][i] and doc["chosen_adjusted"] == csv["adjusted"][i]
+    assert doc["silhouette_max_k"] == int(csv["k"][np.nanargmax(csv["silhouette"])])
+    steps = sw.lambda_path(csv["k"], csv["silhouette"])
+    assert [(s["k"], s["lambda_low"], s["lambda_high"]) for s in doc["lambda_path"]] == [
+        (p.k, p.lambda_low, None if math.isinf(p.lambda_high) else p.lambda_high) for p in steps]
+    assert doc["sweep_csv_sha256"] == sw.file_sha256(str(tmp_path / "run.csv"))
+    assert sw.read_decision(str(tmp_path / "run.csv")) == (doc, None)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+# ---------------------------------------------------------------------------------------
+# spectral + Ward (issue 11 item 5)
+
+
+def test_spec_ag_sweep_is_one_ward_tree_on_the_spectral_embedding(tmp_path):
+    from sklearn.manifold import SpectralEmbedding
+
+    X = embeddings(140, 50, dim=8, seed=9)
+    emb = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=30, random_state=100).fit_transform(X)
+    result = sw.sweep("spec_ag", X, 2, 80)
+    assert result.algorithm == "spec_ag"
+    for k in (2, 3, 6, 25, 49, 50, 51, 80):
+        labels = sklearn_ward(emb, k)
+        assert abs(result.silhouette[k - 2] - silhouette_score(emb, labels)) <= TOL, k
+        assert result.calinski_harabasz[k - 2] == pytest.approx(calinski_harabasz_score(emb, labels), rel=1e-6)
+    np.save(tmp_path / "x.npy", X)
+    proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "x.npy", "--algorithm", "spec_ag", "--k_max", 12,
+                      "--sweep_csv", tmp_path / "s.csv", "--label_csv", tmp_path / "l.csv", "--cache_dir", tmp_path / "c")
+    assert proc.returncode == 0, proc.stderr
+    chosen = int(proc.stdout.splitlines()[0].split()[-1])
+    ids = read_cluster_ids(str(tmp_path / "l.csv"))
+    np.testing.assert_array_equal(ids, sklearn_ward(emb, chosen))
+
+
+# ---------------------------------------------------------------------------------------
+# rows without a label and degenerate input (issue 13 items 5, 9, 10)
+
+
+def test_sweep_leaves_nan_rows_out_and_labels_them_minus_two(tmp_path):
+    X = embeddings(80, 30, dim=6, seed=4)
+    X_nan = X.copy().astype(np.float32)
+    X_nan[[5, 6, 70]] = np.nan
+    np.save(tmp_path / "x.npy", X_nan)
+    proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "x.npy", "--k_max", 20, "--sweep_csv", tmp_path / "s.csv",
+                      "--label_csv", tmp_path / "l.csv", "--no_cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("3 of 80 rows are NaN (clips without a label)") == 1
+    kept = np.setdiff1d(np.arange(80), [5, 6, 70])
+    alone = sw.sweep_ward(X[kept], 2, 20)
+    csv = read_sweep_csv(str(tmp_path / "s.csv"))
+    np.testing.assert_array_equal(csv["silhouette"], alone.silhouette)
+    ids = read_cluster_ids(str(tmp_path / "l.csv"))
+    chosen = sw.choose_k(alone.ks, alone.silhouette, sw.DEFAULT_PENALTY)
+    assert len(ids) == 80 and list(ids[[5, 6, 70]]) == [-2, -2, -2]
+    np.testing.assert_array_equal(ids[kept], sklearn_ward(X[kept], chosen))
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "spectral", "spec_ag"])
+def test_identical_rows_choose_no_k_with_every_algorithm(tmp_path, algorithm):
+    np.save(tmp_path / "same.npy", np.full((12, 3), 0.5, dtype=np.float32))
+    proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "same.npy", "--algorithm", algorithm,
+                      "--sweep_csv", tmp_path / "s.csv", "--no_cache")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["Chosen k none (the silhouette is undefined for every k)"]
+    assert "all 12 rows are identical" in proc.stderr
+    assert np.all(np.isnan(read_sweep_csv(str(tmp_path / "s.csv"))["silhouette"]))
+
+
+def test_overflowing_rows_are_refused_by_the_sweep(tmp_path):
+    np.save(tmp_path / "x.npy", embeddings(30, 10, dim=4) * np.float32(1e30))
+    for algorithm in ("ag", "spectral"):
+        proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "x.npy", "--algorithm", algorithm,
+                          "--sweep_csv", tmp_path / "s.csv")
+        assert_one_line_error(proc, "overflow float32")
+        assert not (tmp_path / "s.csv").exists()
+
+
+def test_spectral_sweep_of_three_rows_and_small_samples_are_one_line(tmp_path):
+    np.save(tmp_path / "x3.npy", embeddings(3, 3, dim=4))
+    for algorithm in ("spectral", "spec_ag"):
+        proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "x3.npy", "--algorithm", algorithm,
+                          "--sweep_csv", tmp_path / "s.csv")
+        assert_one_line_error(proc, "the data has 3 rows; the 2-D spectral embedding needs at least 4")
+    np.save(tmp_path / "x.npy", embeddings(40, 30, dim=4))
+    for algorithm in ("kmeans", "spectral", "ag"):
+        proc = run_script("cluster_sweep.py", "--cluster_npy", tmp_path / "x.npy", "--algorithm", algorithm,
+                          "--sample", 5, "--k_max", 10, "--sweep_csv", tmp_path / "s.csv")
+        assert_one_line_error(proc, "--sample 5 is not larger than --k_max 10")
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("clash", ["sweep_csv", "label_csv", "png_plot"])
+def test_sweep_outputs_never_overwrite_the_input(tmp_path, clash):
+    npy = tmp_path / "x.npy"
+    np.save(npy, embeddings(20, 10, dim=3))
+    before = npy.read_bytes()
+    outputs = {"sweep_csv": tmp_path / "s.csv", "label_csv": tmp_path / "l.csv", "png_plot": tmp_path / "p.png"}
+    outputs[clash] = npy
+    flags = [x for name, path in outputs.items() for x in (f"--{name}", path)]
+    proc = run_script("cluster_sweep.py", "--cluster_npy", npy, *flags)
+    assert_one_line_error(proc, f"--{clash} is the same file as input", "cluster_npy")
+    assert npy.read_bytes() == before
