@@ -307,7 +307,7 @@ def test_journal_of_another_model_is_not_reused_and_failures_are_retried(tmp_pat
     out = tmp_path / "taxonomy.csv"
     # A journal of the same run that holds a wrong label for cluster 0 and a failure for cluster 1.
     backend = HFChatBackend(str(chat_models["known"]), resolve_precision("cpu"), 2)
-    from auditoryhum.models.chat import _digest
+    from auditoryhum.engine import digest as _digest
 
     prompts = {c: cluster_prompt(d) for c, d in cluster_label_stats([c for c, _ in CLIPS], [l for _, l in CLIPS]).per_cluster.items()}
     with Journal.open(out, backend.journal_key()) as journal:

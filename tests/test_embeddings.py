@@ -332,6 +332,32 @@ def test_failed_clips_are_retried_on_rerun(kind, models, clips_with_corrupt, tmp
     assert out.read_bytes() == (tmp_path / "fresh.npy").read_bytes()
 
 
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_a_clip_swapped_for_one_of_the_same_size_and_mtime_is_redone(models, clips_with_corrupt, tmp_path, capsys):
+    """Resume fingerprints are the clip's content: same size, same modification time, other
+    bytes -> the clip is embedded again (issue 13 item 4)."""
+    folder = tmp_path / "clips"
+    shutil.copytree(clips_with_corrupt, folder)
+    write_tone(folder / "x_swap.wav", seconds=0.5, freq=300.0)
+    write_tone(folder / "y_other.wav", seconds=0.5, freq=1700.0)
+    out = tmp_path / "e.npy"
+    first, _ = _run_embed("ast", models["ast"], folder, out)
+    assert len(first.failures) == 2  # the corrupt clips keep the journal for the rerun
+    paths = _sorted_wavs(folder)
+    swap, other = paths.index(str(folder / "x_swap.wav")), paths.index(str(folder / "y_other.wav"))
+    assert not np.array_equal(first.rows[swap], first.rows[other])
+
+    st = os.stat(folder / "x_swap.wav")
+    shutil.copyfile(folder / "y_other.wav", folder / "x_swap.wav")  # same length: same size
+    os.utime(folder / "x_swap.wav", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(folder / "x_swap.wav").st_size == st.st_size
+    assert os.stat(folder / "x_swap.wav").st_mtime_ns == st.st_mtime_ns
+    capsys.readouterr()
+    again, reused = _run_embed("ast", models["ast"], folder, out)
+    assert reused == len(paths) - 3  # the swapped clip and the two corrupt ones are redone
+    assert np.array_equal(again.rows[swap], first.rows[other])
+
+
 def test_journal_of_another_model_is_not_reused(models, clips_with_corrupt, tmp_path, capsys):
     from auditoryhum.io.checkpoint import journal_path
 

@@ -216,6 +216,80 @@ def test_resume_after_kill_is_byte_identical(tmp_path, tiny_base):
     assert not journal.exists()
 
 
+@pytest.mark.slow
+def test_two_models_on_one_output_killed_then_rerun_never_mix(tmp_path, tiny_base):
+    """Issue 13 item 2: a labeller runs, a second one with another model starts on the same
+    output (replacing the journal) while the first keeps going; both are killed; each rerun
+    writes exactly its own model's labels."""
+    import signal
+    import time
+
+    clips = _mixed_clips(tmp_path / "clips", n=40)  # the first run must still be labelling when the second starts
+    known, rand = tiny_model(tiny_base, "qwen2a", "known"), tiny_model(tiny_base, "qwen2a", "random")
+    ref_rand = tmp_path / "ref_random.csv"
+    _run("qwen2a", rand, clips, ref_rand, batch_size=4)
+    known_bytes = (KNOWN_LABEL + "\n").encode() * 40  # what the known model writes for any clip
+    assert ref_rand.read_bytes() != known_bytes
+
+    out = tmp_path / "shared.csv"
+    journal = tmp_path / ".shared.csv.journal"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+
+    # The library call without the command line's output lock (which would stop the second run
+    # at once): what is tested here is that the journals alone cannot mix two runs.
+    code = ("import sys; from auditoryhum.io.audio import expand_glob; from auditoryhum.models.device import resolve_precision; "
+            "from auditoryhum.models.families import get_family; from auditoryhum.models.labeller import run_labelling, user_prompt; "
+            "paths = expand_glob(sys.argv[1]); sys.stdin.readline(); run_labelling(get_family('qwen2a'), sys.argv[2], paths, "
+            "[user_prompt(None)] * len(paths), sys.argv[3], resolve_precision('cpu'), batch_size=1)")
+
+    def start(model):
+        # Each child imports everything, then waits for a line on stdin before it starts the run.
+        return subprocess.Popen([sys.executable, "-c", code, str(clips / "*.wav"), str(model), str(out)], cwd=REPO,
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def go(child):
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+
+    def wait_for(predicate, what, child):
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if predicate():
+                return
+            assert child.poll() is None, f"the run finished before {what}"
+            time.sleep(0.005)
+        pytest.fail(f"timed out waiting for {what}")
+
+    def lines():
+        return journal.read_bytes().split(b"\n") if journal.exists() else [b""]
+
+    # The random model writes 64 tokens per clip (slow), the known one stops after a few: the
+    # first run is still labelling while the second replaces the journal and appends to it.
+    first, second = start(rand), start(known)
+    try:
+        go(first)
+        wait_for(lambda: len(lines()) >= 3, "the first run journalled a clip", first)  # header + 1 record + ""
+        go(second)
+        wait_for(lambda: str(known).encode() in lines()[0], "the second run replaced the journal", second)
+        wait_for(lambda: len(lines()) >= 3, "the second run journalled a clip", second)
+        time.sleep(0.3)  # both append meanwhile
+        assert first.poll() is None
+    finally:
+        for child in (first, second):
+            if child is not None:
+                child.send_signal(signal.SIGKILL)
+                child.wait(timeout=30)
+    assert (first.returncode, second.returncode) == (-signal.SIGKILL, -signal.SIGKILL)  # both killed mid-run
+    assert not out.exists()
+
+    rerun, _ = _label(tmp_path, "qwen2a", rand, clips, "shared.csv", "--batch_size", "4")
+    assert rerun.returncode == 0, rerun.stderr
+    assert out.read_bytes() == ref_rand.read_bytes()
+    rerun, _ = _label(tmp_path, "qwen2a", known, clips, "shared.csv", "--batch_size", "3")
+    assert rerun.returncode == 0, rerun.stderr
+    assert out.read_bytes() == known_bytes
+
+
 def test_journal_of_another_run_is_not_reused(tmp_path, tone_dir, tiny_base, capsys):
     from auditoryhum.io.checkpoint import Journal
 

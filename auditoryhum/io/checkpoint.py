@@ -1,41 +1,45 @@
-"""Append-and-resume journals for long runs.
+"""Append-and-resume journals for long runs: the file format and its reader/writer.
 
 A long stage (labelling thousands of clips) appends one JSON record per finished item to a
 journal beside its output, flushed and synced after every batch. A killed run loses at most
 the batch in flight; rerunning the same command reads the journal and skips what is done.
 The final output is still written in one atomic step (:mod:`auditoryhum.io.atomic`) from
-the records, so it is byte-identical to that of an uninterrupted run.
+the records, so it is byte-identical to that of an uninterrupted run. The run skeleton that
+uses this (reused/pending split, batches, keep or drop) is :mod:`auditoryhum.engine`.
 
 The journal's first line is a header holding a *key*: a JSON object describing everything
 that changes the results (model, prompt, decoding, precision, ...). A journal whose key
-differs from the current run's belongs to another run and is never reused. Records carry
-their own fingerprint (e.g. the clip's size and modification time and its prompt), so a
+differs from the current run's belongs to another run and is never reused. Every record is
+stamped with ``"run"``, a digest of the key of the run that wrote it, and only records
+stamped with the current key's digest are read back: a second run with another key that
+replaced the journal (or an old run still appending to it) can never leave a record the
+current run would take for its own. The append handle is opened when the journal is opened,
+on the file just written or checked, so a run never appends to a journal another run put in
+its place. Records carry their own fingerprint (the clip's content digest, its prompt), so a
 changed clip is redone even under the same key.
-
-:class:`RowJournal` is the one way the embedding tools (one ``.npy`` row per clip) use it.
 
 File layout (UTF-8 JSON lines)::
 
-    {"journal": 1, "key": {...}}
-    {"id": "clips/a.wav", "fp": [...], "value": "birds chirping", "error": null}
+    {"journal": 2, "key": {...}}
+    {"id": "clips/a.wav", "fp": [...], "run": "<key digest>", "value": "birds chirping", "error": null}
     ...
 """
 
-import base64
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
-import numpy as np
-
-from auditoryhum.console import note
 from auditoryhum.errors import UserError
-from auditoryhum.io.artefacts import save_matrix
 from auditoryhum.io.atomic import atomic_write
 
-JOURNAL_FORMAT = 1
+# 2: records stamped with the digest of their run's key (format 1 journals are not reused).
+JOURNAL_FORMAT = 2
+
+# Content fingerprints read files in pieces of this size (bounded memory for any clip size).
+_CHUNK = 1 << 20
 
 
 def journal_path(target: Union[str, Path]) -> Path:
@@ -44,8 +48,33 @@ def journal_path(target: Union[str, Path]) -> Path:
     return target.with_name(f".{target.name}.journal")
 
 
-def file_fingerprint(path: str) -> Optional[Tuple[int, int]]:
-    """``(size, mtime_ns)`` of ``path``, or ``None`` when it cannot be read: a changed file is redone."""
+def file_digest(path: str) -> Optional[str]:
+    """A digest of the bytes of ``path`` (BLAKE2b, 128 bits, read in 1 MiB pieces), or ``None``
+    when it cannot be read.
+
+    How a resumed run recognises an unchanged clip: a clip swapped for another one of the
+    same size and modification time has another digest and is redone. Hashing runs at several
+    hundred MB/s, which is little next to decoding the clip and running a model on it.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def file_stat(path: str) -> Optional[Tuple[int, int]]:
+    """``(size, mtime_ns)`` of ``path``, or ``None`` when it cannot be read.
+
+    Only for identifying model folders in a run key, whose weights are gigabytes (hashing
+    them on every start would cost more than it protects against); clips use :func:`file_digest`.
+    """
     try:
         st = os.stat(path)
     except OSError:
@@ -53,9 +82,15 @@ def file_fingerprint(path: str) -> Optional[Tuple[int, int]]:
     return st.st_size, st.st_mtime_ns
 
 
-def _canonical(value: Any) -> Any:
-    # Round-trip through JSON so tuples and lists compare equal to what was read back.
+def canonical(value: Any) -> Any:
+    """``value`` as read back from JSON (tuples become lists), for comparisons with records."""
     return json.loads(json.dumps(value, sort_keys=True))
+
+
+def key_digest(key: Dict[str, Any]) -> str:
+    """The stamp of the records written under ``key``: a digest of its canonical JSON."""
+    text = json.dumps(canonical(key), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 class Journal:
@@ -68,6 +103,7 @@ class Journal:
     def __init__(self, path: Path, key: Dict[str, Any], records: Dict[str, Dict[str, Any]], resumed: bool):
         self.path = path
         self.key = key
+        self.stamp = key_digest(key)
         self.records = records  # id -> last record written for it
         self.resumed = resumed  # an earlier journal with the same key was found
         self.discarded_reason = ""  # why an existing journal was not reused (empty if none/reused)
@@ -77,12 +113,13 @@ class Journal:
     def open(cls, target: Union[str, Path], key: Dict[str, Any]) -> "Journal":
         """Open (or start) the journal of ``target`` for a run described by ``key``.
 
-        An existing journal with the same key is resumed: its complete records are loaded and
-        a trailing half-written line (a kill in mid-write) is ignored. Any other journal is
-        replaced by a fresh one.
+        An existing journal with the same key is resumed: its complete records stamped with
+        this key are loaded and a trailing half-written line (a kill in mid-write) is ignored.
+        Any other journal is replaced by a fresh one. The append handle is open on return.
         """
         path = journal_path(target)
-        key = _canonical(key)
+        key = canonical(key)
+        stamp = key_digest(key)
         records: Dict[str, Dict[str, Any]] = {}
         reason = ""
         resumed = False
@@ -106,7 +143,7 @@ class Journal:
                 resumed = True
                 for line in complete[1:]:
                     record = _parse(line)
-                    if isinstance(record, dict) and isinstance(record.get("id"), str):
+                    if isinstance(record, dict) and isinstance(record.get("id"), str) and record.get("run") == stamp:
                         records[record["id"]] = record
         journal = cls(path, key, records, resumed)
         journal.discarded_reason = reason
@@ -114,12 +151,16 @@ class Journal:
             journal._rewrite_if_unfinished(raw)
         else:
             journal._start()
+        journal._open_handle()
         return journal
 
     def _start(self) -> None:
         header = json.dumps({"journal": JOURNAL_FORMAT, "key": self.key}, sort_keys=True, ensure_ascii=False)
-        with atomic_write(self.path, "w") as f:
-            f.write(header + "\n")
+        try:
+            with atomic_write(self.path, "w") as f:
+                f.write(header + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
 
     def _rewrite_if_unfinished(self, raw: bytes) -> None:
         # Drop a half-written last line so that new records start on a line of their own.
@@ -129,19 +170,26 @@ class Journal:
         with atomic_write(self.path, "wb") as f:
             f.write(keep)
 
+    def _open_handle(self) -> None:
+        # Opened now, on the file this run has just written or checked: if another run later
+        # replaces the journal, this handle still points at the old (unlinked) file, so the
+        # two runs' records never land in one file.
+        try:
+            self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise UserError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
+
     def append(self, records: Iterable[Dict[str, Any]]) -> None:
-        """Append ``records`` (each with a string ``"id"``), then flush and sync them to disk."""
-        records = list(records)
+        """Append ``records`` (each with a string ``"id"``), stamped with this run's key digest,
+        then flush and sync them to disk."""
+        records = [dict(record, run=self.stamp) for record in records]
         if not records:
             return
         if self._handle is None:
-            try:
-                self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
-            except OSError as exc:
-                raise UserError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
+            raise ValueError(f"the journal {self.path} is closed")
         for record in records:
             self._handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-            self.records[record["id"]] = _canonical(record)
+            self.records[record["id"]] = canonical(record)
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -168,100 +216,3 @@ def _parse(line: bytes) -> Any:
         return json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
-
-
-# ---------------------------------------------------------------------------------------
-# matrix outputs: one row per clip (the embedding tools)
-
-
-def _encode_row(row: np.ndarray) -> str:
-    # Little-endian float32 bytes in base64: the row read back is bit-identical.
-    return base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode("ascii")
-
-
-def _decode_row(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
-
-
-class RowJournal:
-    """The rows of a per-clip ``.npy`` output, checkpointed in the :class:`Journal` of that output.
-
-    How every embedding tool resumes: a record per clip (its absolute path as id, its
-    :func:`file_fingerprint`, the float32 row or the failure message), appended after each
-    batch with :meth:`add`. On opening, a clip whose record has the same fingerprint and no
-    error is taken from the journal (see :attr:`reused`); the others are :attr:`pending`,
-    so failed clips are retried. :meth:`save` writes the matrix atomically, then removes
-    the journal, or keeps it with a note when clips failed.
-
-    Use as a context manager: leaving it by an exception closes the journal and removes
-    it when no record was written.
-
-    Parameters
-    ----------
-    output : str or Path
-        The ``.npy`` the rows go to; the journal lives beside it.
-    key : dict
-        What changes the numbers (tool, model identity, device, precision, library version):
-        a journal with another key is not reused.
-    paths : sequence of str
-        The clips, in output row order.
-    """
-
-    def __init__(self, output: Union[str, Path], key: Dict[str, Any], paths: Sequence[str]):
-        self.output = str(output)
-        self.journal = Journal.open(output, key)
-        if self.journal.discarded_reason:
-            note(f"not resuming from the journal {self.journal.path}: {self.journal.discarded_reason}; starting over")
-        self.ids = [os.path.abspath(p) for p in paths]
-        self.fps = [list(file_fingerprint(p) or ()) for p in paths]
-        self.rows: List[Optional[np.ndarray]] = [None] * len(paths)
-        for i, (cid, fp) in enumerate(zip(self.ids, self.fps)):
-            record = self.journal.records.get(cid)
-            if record and record.get("fp") == fp and record.get("error") is None:
-                self.rows[i] = _decode_row(record["value"])
-        self.reused = sum(r is not None for r in self.rows)
-        if self.reused:
-            note(f"resuming: {self.reused} of {len(paths)} clips already embedded (journal {self.journal.path})")
-        self.pending = [i for i, r in enumerate(self.rows) if r is None]
-        self.failures: Dict[int, str] = {}  # row index -> message, for this run's failed clips
-
-    def add(self, done: Iterable[Tuple[int, Optional[np.ndarray], Optional[str]]]) -> None:
-        """Keep and journal one batch: ``(row index, row or None, failure message or None)`` per clip."""
-        records = []
-        for i, row, error in done:
-            if error is None:
-                self.rows[i] = row
-            else:
-                self.failures[i] = error
-            records.append({"id": self.ids[i], "fp": self.fps[i], "value": "" if error is not None else _encode_row(row),
-                            "error": error})
-        self.journal.append(records)
-
-    def save(self, width: Optional[int] = None) -> Tuple[np.ndarray, List[str]]:
-        """Write the ``(N, width)`` float32 matrix (NaN rows for failed clips) atomically to the output.
-
-        ``width`` defaults to that of the rows computed. Returns the matrix and the failure
-        messages in row order.
-        """
-        self.journal.close()
-        if width is None:
-            done = [r for r in self.rows if r is not None]
-            width = done[0].shape[0] if done else 0
-        table = np.full((len(self.rows), width), np.nan, dtype=np.float32)
-        for i, row in enumerate(self.rows):
-            if row is not None:
-                table[i] = row
-        save_matrix(self.output, table)
-        if self.failures:
-            note(f"journal kept at {self.journal.path}: a rerun retries only the {len(self.failures)} failed clip(s)")
-        else:
-            self.journal.remove()
-        return table, [self.failures[i] for i in sorted(self.failures)]
-
-    def __enter__(self) -> "RowJournal":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and not self.journal.records:
-            self.journal.remove()
-        self.journal.close()

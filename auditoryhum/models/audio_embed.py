@@ -28,15 +28,18 @@ import contextlib
 import hashlib
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
 from auditoryhum.console import progress_bar, warn
+from auditoryhum.engine import (
+    ROWS, Item, LocalExecutor, Prebuilt, Step, StepSpec, Task, Wording, first_line, make_executor, MatrixOutput,
+    run_resumable,
+)
 from auditoryhum.features import FeatureTable
 from auditoryhum.io.audio import AudioDecodeError, load_audio
-from auditoryhum.io.checkpoint import RowJournal
 
 # One finished batch: (index into the paths, row or None, failure message or None) per clip.
 BatchResult = List[Tuple[int, Optional[np.ndarray], Optional[str]]]
@@ -58,11 +61,6 @@ def clip_seed(waveform: np.ndarray) -> int:
     """A 32-bit seed derived from the samples of a clip (the same clip always gets the same seed)."""
     data = np.ascontiguousarray(waveform, dtype=np.float32).tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "little")
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quiet_transformers() -> None:
@@ -253,20 +251,57 @@ class ClapAudioEmbedder(ClipEmbedder):
         return rows.float().cpu().numpy()
 
 
-def _prepare_batch(embedder: ClipEmbedder, paths: Sequence[str], indices: Sequence[int]):
-    """Decode and prepare the clips ``indices``: a list of ``(index, prepared or None, failure or None)``."""
-    out = []
-    for i in indices:
-        try:
-            waveform, _ = load_audio(paths[i], embedder.sampling_rate)
-        except AudioDecodeError as exc:
-            out.append((i, None, str(exc)))
-            continue
-        try:
-            out.append((i, embedder.prepare(waveform), None))
-        except Exception as exc:  # feature extractors raise many types on degenerate audio
-            out.append((i, None, f"{paths[i]}: cannot compute {embedder.what} input features ({_reason(exc)})"))
-    return out
+class ClipEmbedStep(Step):
+    """The per-batch step of the clip embeddings: decode and prepare each clip on its own,
+    then one forward pass for the batch's good clips. Payloads are clip paths."""
+
+    def __init__(self, embedder: ClipEmbedder):
+        self.embedder = embedder
+
+    def prepare(self, paths):
+        embedder = self.embedder
+        out = []
+        for path in paths:
+            try:
+                waveform, _ = load_audio(path, embedder.sampling_rate)
+            except AudioDecodeError as exc:
+                out.append((None, str(exc)))
+                continue
+            try:
+                out.append((embedder.prepare(waveform), None))
+            except Exception as exc:  # feature extractors raise many types on degenerate audio
+                out.append((None, f"{path}: cannot compute {embedder.what} input features ({first_line(exc)})"))
+        return out
+
+    def run(self, prepared):
+        good = [k for k, (_, failure) in enumerate(prepared) if failure is None]
+        rows = self.embedder.embed([prepared[k][0] for k in good]) if good else []
+        by_k = dict(zip(good, rows))
+        return [(by_k.get(k), failure) for k, (_, failure) in enumerate(prepared)]
+
+
+@dataclass
+class ClipEmbedSpec(StepSpec):
+    """Builds :class:`ClipEmbedStep` on a worker: loads ``embedder_class`` from ``source``."""
+
+    embedder_class: Type[ClipEmbedder]
+    source: str
+    flag: str
+    device: str
+
+    def build(self) -> ClipEmbedStep:
+        return ClipEmbedStep(self.embedder_class.load(self.source, self.device, flag=self.flag))
+
+    def width(self) -> int:
+        """The row width from the model's configuration (no weights loaded)."""
+        import os
+
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(os.path.expanduser(self.source))
+        if self.embedder_class.what == "CLAP":
+            return int(config.audio_config.projection_dim)
+        return int(config.hidden_size)
 
 
 def embed_clips(paths: Sequence[str], embedder: ClipEmbedder, batch_size: int,
@@ -283,35 +318,36 @@ def embed_clips(paths: Sequence[str], embedder: ClipEmbedder, batch_size: int,
     n = len(paths)
     rows = np.full((n, embedder.dim), np.nan, dtype=np.float32)
     failures: List[str] = []
-    batches = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    batches = ([Task(i, None, paths[i]) for i in range(start, min(start + batch_size, n))]
+               for start in range(0, n, batch_size))
     bar = progress_bar(n, desc=embedder.what)
     try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_prepare_batch, embedder, paths, batches[0]) if batches else None
-            for k in range(len(batches)):
-                prepared = pending.result()
-                pending = pool.submit(_prepare_batch, embedder, paths, batches[k + 1]) if k + 1 < len(batches) else None
-                good = [(i, item) for i, item, failure in prepared if failure is None]
-                failures.extend(failure for _, _, failure in prepared if failure is not None)
-                if good:
-                    rows[[i for i, _ in good]] = embedder.embed([item for _, item in good])
+        with LocalExecutor().stream(Prebuilt(ClipEmbedStep(embedder)), batches) as stream:
+            for outcomes in stream:
+                for o in outcomes:
+                    if o.error is None:
+                        rows[o.index] = o.value
+                    else:
+                        failures.append(o.error)
                 if on_batch is not None:
-                    on_batch([(i, rows[i] if failure is None else None, failure) for i, _, failure in prepared])
-                bar.update(len(batches[k]))
+                    on_batch([(o.index, rows[o.index] if o.error is None else None, o.error) for o in outcomes])
+                bar.update(len(outcomes))
     finally:
         bar.close()
     return FeatureTable(rows, failures)
 
 
 def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: str, device: str,
-                        paths: Sequence[str], output: str, batch_size: int) -> Tuple[FeatureTable, int]:
+                        paths: Sequence[str], output: str, batch_size: int, *, engine: str = "local",
+                        ray_address: Optional[str] = None, actors: int = 1, gpus_per_actor: Optional[float] = None,
+                        cpus_per_actor: Optional[float] = None, verbose: bool = False) -> Tuple[FeatureTable, int]:
     """Embed ``paths`` with the model at ``source`` and save the rows to ``output`` (.npy), resumably.
 
     A journal beside ``output`` is keyed on the model (folder files or hub id), the device and
     the transformers version; each finished batch is appended to it. A rerun with the same
-    key embeds only the clips not yet done (or that failed, or changed since), and writes the
-    same bytes as an uninterrupted run. The batch size is not in the key: rows do not depend
-    on it (see the module docstring). The model is not loaded when every clip is done.
+    key embeds only the clips not yet done (or that failed, or whose content changed), and
+    writes the same bytes as an uninterrupted run. The batch size is not in the key: rows do
+    not depend on it (see the module docstring). The model is not loaded when every clip is done.
 
     Parameters
     ----------
@@ -328,6 +364,10 @@ def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: s
         The ``.npy`` to write (atomically); its journal is ``.<name>.journal`` beside it.
     batch_size : int
         Clips per forward pass.
+    engine : {"local", "ray"}
+        Who runs the model: this process, or a Ray actor pool (the same bytes either way).
+    ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
+        Ray options (:class:`auditoryhum.engine.ray_executor.RayExecutor`); ignored by ``"local"``.
 
     Returns
     -------
@@ -336,10 +376,14 @@ def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: s
     reused : int
         Clips taken from an earlier run's journal.
     """
+    import os
+
     import transformers
 
     from auditoryhum.models.labeller import model_identity
 
+    executor = make_executor(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                             cpus_per_actor=cpus_per_actor, verbose=verbose)
     key = {
         "tool": "clip-embedding",
         "model_kind": embedder_class.what,
@@ -347,13 +391,9 @@ def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: s
         "device": device,
         "transformers": transformers.__version__,
     }
-    width = None  # known from the model once loaded; else from the journal's rows
-    with RowJournal(output, key, paths) as checkpoint:
-        todo = checkpoint.pending
-        if todo:
-            embedder = embedder_class.load(source, device, flag=flag)
-            width = embedder.dim
-            embed_clips([paths[i] for i in todo], embedder, batch_size,
-                        on_batch=lambda done: checkpoint.add([(todo[k], row, failure) for k, row, failure in done]))
-    rows, failures = checkpoint.save(width)
-    return FeatureTable(rows, failures), checkpoint.reused
+    spec = ClipEmbedSpec(embedder_class, source, flag, device)
+    items = [Item(os.path.abspath(p), p, path=p) for p in paths]
+    write = MatrixOutput(output, spec.width)
+    result = run_resumable(output, key, items, spec, write=write, batch_size=batch_size, desc=embedder_class.what,
+                           executor=executor, codec=ROWS, wording=Wording(done="embedded"))
+    return FeatureTable(write.rows, result.failure_list()), result.reused

@@ -16,27 +16,30 @@ Two backends answer a list of text prompts, each with the same system instructio
   request per prompt (:meth:`~auditoryhum.models.gemini.GeminiLabeller.describe_text`).
 
 :func:`run_composite_labelling` asks a backend for every cluster's composite label (the
-prompt is :func:`auditoryhum.composite.cluster_prompt`), journals every answered batch beside
-the taxonomy CSV so that a killed run resumes (:class:`auditoryhum.io.checkpoint.Journal`),
-and writes the taxonomy CSV and the JSON document atomically at the end.
+prompt is :func:`auditoryhum.composite.cluster_prompt`) through the run engine
+(:func:`auditoryhum.engine.run_resumable`), which journals every answered batch beside the
+taxonomy CSV so that a killed run resumes, and writes the taxonomy CSV and the JSON document
+atomically at the end.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from auditoryhum.composite import (
     COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER, NOISE_COMPOSITE_LABEL, ClusterLabelStats, CompositeResult,
     clean_composite_answer, cluster_prompt, composite_document, taxonomy_rows,
 )
-from auditoryhum.console import note, progress_bar, progress_enabled, warn
+from auditoryhum.console import note, progress_enabled
+from auditoryhum.engine import (
+    Codec, Item, Step, StepSpec, Wording, digest, first_line, raise_if_out_of_memory, run_resumable,
+)
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_composite_json, write_taxonomy_csv
-from auditoryhum.io.checkpoint import Journal
 from auditoryhum.models.device import Precision
+from auditoryhum.validation import optional_positive_int
 
-SEED = 100  # as the labellers (auditoryhum.models.labeller.seed_everything)
+from auditoryhum.recipe import SEED  # noqa: E402  (the labellers' seed)
 DEFAULT_MAX_NEW_TOKENS = 32
 # Prompts per generate call. A cluster prompt is a few hundred tokens at most.
 DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
@@ -45,18 +48,6 @@ DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
 # override the checkpoint's, which would otherwise warn next to do_sample=False.
 GENERATION_SETTINGS = {"do_sample": False, "num_beams": 1, "use_cache": True, "temperature": 1.0, "top_p": 1.0,
                        "repetition_penalty": 1.0}
-
-# One answered prompt: (index into the prompts given, raw answer or None, error or None).
-Answer = Tuple[int, Optional[str], Optional[str]]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,7 +83,7 @@ def _read_model_type(source: str, flag: str) -> str:
     try:
         config = AutoConfig.from_pretrained(os.path.expanduser(source))
     except Exception as exc:  # OSError, ValueError, hub errors: no usable model there
-        raise UserError(f"{flag}: cannot read a model configuration from {describe_source(source)}: {_first_line(exc)}") from None
+        raise UserError(f"{flag}: cannot read a model configuration from {describe_source(source)}: {first_line(exc)}") from None
     return str(getattr(config, "model_type", "") or "")
 
 
@@ -194,14 +185,14 @@ def render_chat(chat: ChatModel, system: str, prompts: Sequence[str]) -> List[st
             texts.append(render(prompt))
         except Exception as exc:  # jinja2's TemplateError from the template's raise_exception
             if chat.system_in_user:
-                raise UserError(f"the model's chat template cannot render a prompt: {_first_line(exc)}") from None
+                raise UserError(f"the model's chat template cannot render a prompt: {first_line(exc)}") from None
             chat.system_in_user = True
-            note(f"the chat template rejects a system message ({_first_line(exc)}); "
+            note(f"the chat template rejects a system message ({first_line(exc)}); "
                  f"the instruction opens the user message instead")
             try:
                 texts.append(render(prompt))
             except Exception as exc2:
-                raise UserError(f"the model's chat template cannot render a prompt: {_first_line(exc2)}") from None
+                raise UserError(f"the model's chat template cannot render a prompt: {first_line(exc2)}") from None
     return texts
 
 
@@ -244,8 +235,9 @@ def generate_batch(chat: ChatModel, system: str, prompts: Sequence[str], max_new
 class HFChatBackend:
     """Composite labels from a Hugging Face chat model (see the module docstring).
 
-    The model is loaded on the first call of :meth:`answer` (a fully resumed run loads nothing),
-    but the system message, which depends on the model family, is known at construction.
+    The model is loaded by the run engine's step (:meth:`step_spec`), only when a cluster is
+    left to name (a fully resumed run loads nothing), but the system message, which depends
+    on the model family, is known at construction.
     """
 
     name = "hf"
@@ -254,9 +246,7 @@ class HFChatBackend:
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, instruction: str = COMPOSITE_SYSTEM_INSTRUCTION,
                  flag: str = "--model"):
         self.source, self.precision, self.flag = source, precision, flag
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZE.get(precision.device, 1)
-        if self.batch_size < 1:
-            raise UserError(f"--batch_size must be at least 1, got {self.batch_size}")
+        self.batch_size = optional_positive_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE.get(precision.device, 1)
         if max_new_tokens < 1:
             raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}")
         self.max_new_tokens = max_new_tokens
@@ -281,32 +271,47 @@ class HFChatBackend:
                 "quantization": self.precision.quantization, "max_new_tokens": self.max_new_tokens,
                 "generation": dict(GENERATION_SETTINGS, max_new_tokens=self.max_new_tokens), "seed": SEED}
 
-    def answer(self, prompts: Sequence[str]) -> Iterator[List[Answer]]:
-        """Yield the answers batch by batch (every prompt of a batch is answered, or the run stops)."""
-        import torch
+    def step_spec(self) -> "HFChatSpec":
+        """The engine's step spec: loads the model once, answers a batch of prompts per call."""
+        return HFChatSpec(self.source, self.precision, self.flag, self.system, self.max_new_tokens, self.batch_size)
 
-        if not prompts:
-            return
-        if self.chat is None:
-            from auditoryhum.models.labeller import seed_everything
 
-            note(self.precision.describe())
-            seed_everything(SEED)
-            self.chat = load_chat_model(self.source, self.precision, self.flag)
-            note(f"composite labels from {self.chat.kind}, {self.batch_size} clusters per batch")
-        for start in range(0, len(prompts), self.batch_size):
-            batch = list(prompts[start:start + self.batch_size])
-            try:
-                answers = generate_batch(self.chat, self.system, batch, self.max_new_tokens)
-            except UserError:
-                raise
-            except torch.cuda.OutOfMemoryError:
-                raise UserError("the accelerator ran out of memory; rerun with a smaller --batch_size "
-                                "(finished clusters are kept and skipped)") from None
-            except Exception as exc:  # a model that cannot generate: every later batch would fail too
-                raise UserError(f"{self.flag} {self.source!r}: generation failed ({type(exc).__name__}: {_first_line(exc)}); "
-                                f"finished clusters are kept, rerun the same command to resume") from None
-            yield [(start + k, text, None) for k, text in enumerate(answers)]
+@dataclass
+class HFChatSpec(StepSpec):
+    """Builds :class:`HFChatStep` (picklable: the model source and the decoding)."""
+
+    source: str
+    precision: Precision
+    flag: str
+    system: str
+    max_new_tokens: int
+    batch_size: int
+    seed = SEED  # a class constant, not a field
+
+    def build(self) -> "HFChatStep":
+        note(self.precision.describe())
+        chat = load_chat_model(self.source, self.precision, self.flag)
+        note(f"composite labels from {chat.kind}, {self.batch_size} clusters per batch")
+        return HFChatStep(chat, self)
+
+
+class HFChatStep(Step):
+    """Answer a batch of prompts with :func:`generate_batch`; a model that cannot generate
+    stops the run (every later batch would fail too)."""
+
+    def __init__(self, chat: ChatModel, spec: HFChatSpec):
+        self.chat, self.spec = chat, spec
+
+    def run(self, prompts):
+        try:
+            answers = generate_batch(self.chat, self.spec.system, list(prompts), self.spec.max_new_tokens)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise_if_out_of_memory(exc)
+            raise UserError(f"{self.spec.flag} {self.spec.source!r}: generation failed "
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
+        return [(text, None) for text in answers]
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,30 +345,58 @@ class GeminiChatBackend:
 
         return {"backend": self.name, "model": self.settings.model, "generation": GENERATION_CONFIG}
 
-    def answer(self, prompts: Sequence[str]) -> Iterator[List[Answer]]:
+    @property
+    def batch_size(self) -> int:
+        return 1  # one request per cluster
+
+    @property
+    def max_consecutive_failures(self) -> int:
+        return self.settings.max_consecutive_failures
+
+    def step_spec(self) -> "GeminiChatSpec":
+        return GeminiChatSpec(self.settings, self.system)
+
+
+@dataclass
+class GeminiChatSpec(StepSpec):
+    """Builds :class:`GeminiChatStep`: one client."""
+
+    settings: Any
+    system: str
+
+    def build(self) -> "GeminiChatStep":
         from auditoryhum.models import gemini
 
-        if not prompts:
-            return
-        client = gemini.GeminiLabeller(self.settings)
-        consecutive = 0
-        limit = self.settings.max_consecutive_failures
-        for i, prompt in enumerate(prompts):
+        return GeminiChatStep(gemini.GeminiLabeller(self.settings), self)
+
+
+class GeminiChatStep(Step):
+    """One text request per prompt; a run-stopping failure (authentication, unknown model)
+    raises :class:`UserError`, any other is that cluster's error (key scrubbed)."""
+
+    def __init__(self, client, spec: GeminiChatSpec):
+        self.client, self.spec = client, spec
+
+    def run(self, prompts):
+        from auditoryhum.models import gemini
+
+        out = []
+        for prompt in prompts:
             try:
-                text, error = client.describe_text(prompt, self.system), None
+                out.append((self.client.describe_text(prompt, self.spec.system), None))
             except gemini.CallFailed as exc:
                 if exc.kind == gemini.RUN:
                     raise UserError(f"stopped: {exc.message}") from None
-                text, error = None, exc.message
+                out.append((None, exc.message))
             except (KeyboardInterrupt, UserError):
                 raise
             except Exception as exc:  # never let an SDK message carrying the key escape unscrubbed
-                text, error = None, gemini.one_line(gemini.scrub(f"unexpected {type(exc).__name__}: {exc}", self.settings.api_key))
-            consecutive = consecutive + 1 if error is not None else 0
-            yield [(i, text, error)]
-            if limit and consecutive >= limit:
-                raise UserError(f"stopped after {consecutive} clusters in a row failed (last: {error}); the service, "
-                                f"the network or the quota is probably down (see --max_consecutive_failures)")
+                out.append((None, gemini.one_line(gemini.scrub(f"unexpected {type(exc).__name__}: {exc}",
+                                                                self.spec.settings.api_key))))
+        return out
+
+    def cancel(self) -> None:
+        self.client.stop.set()
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,6 +417,17 @@ def _record_id(cluster: int) -> str:
     return f"cluster {cluster}"
 
 
+class _CompositeCodec(Codec):
+    """A cluster's value in the journal: its cleaned label and the model's raw answer."""
+
+    def encode(self, value, error):
+        label, answer = value if value is not None else ("", None)
+        return {"value": label if error is None else "", "answer": answer}
+
+    def decode(self, record):
+        return record["value"], record.get("answer")
+
+
 def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str, json_path: str,
                             top_labels: int, run_info: Optional[Dict[str, Any]] = None) -> CompositeReport:
     """Name every cluster of ``stats`` with ``backend`` and write the taxonomy CSV and the JSON.
@@ -393,7 +437,8 @@ def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str
     stats : ClusterLabelStats
         The clusters' label distributions (:func:`auditoryhum.composite.cluster_label_stats`).
     backend : HFChatBackend or GeminiChatBackend
-        Anything with ``system``, ``journal_key()``, ``describe()`` and ``answer(prompts)``.
+        Anything with ``system``, ``batch_size``, ``journal_key()``, ``describe()`` and
+        ``step_spec()`` (and optionally ``max_consecutive_failures``).
     taxonomy_csv, json_path : str
         The outputs, written atomically at the end; the journal lives beside ``taxonomy_csv``.
     top_labels : int
@@ -414,61 +459,35 @@ def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str
     """
     if top_labels < 1:
         raise UserError(f"--top_labels must be at least 1, got {top_labels}")
-    prompts = {c: cluster_prompt(d) for c, d in stats.per_cluster.items() if c != NOISE_CLUSTER}
-    journal = Journal.open(taxonomy_csv, backend.journal_key())
-    if journal.discarded_reason:
-        note(f"not resuming from the journal {journal.path}: {journal.discarded_reason}; starting over")
+    clusters = [c for c in stats.per_cluster if c != NOISE_CLUSTER]
+    prompts = [cluster_prompt(stats.per_cluster[c]) for c in clusters]
+    items = [Item(_record_id(c), p, extra_fp=digest(p)) for c, p in zip(clusters, prompts)]
+
+    def finish(index: int, answer: Optional[str], error: Optional[str]):
+        label = clean_composite_answer(answer) if answer is not None else ""
+        if error is None and not label:
+            error = f"the answer is empty after clean-up (raw answer {answer!r:.120})"
+        if error is not None:
+            error = f"cluster {clusters[index]}: {error}"
+        return (label, answer), error
 
     results: Dict[int, CompositeResult] = {}
-    if NOISE_CLUSTER in stats.per_cluster:
-        results[NOISE_CLUSTER] = CompositeResult(NOISE_COMPOSITE_LABEL)
-    for cluster, prompt in prompts.items():
-        record = journal.records.get(_record_id(cluster))
-        if record and record.get("fp") == _digest(prompt) and record.get("error") is None:
-            results[cluster] = CompositeResult(record["value"], record.get("answer"))
-    reused = sum(1 for c in prompts if c in results)
-    pending = [c for c in prompts if c not in results]
-    if reused:
-        note(f"resuming: {reused} of {len(prompts)} clusters already named (journal {journal.path})")
 
-    bar = progress_bar(len(pending), "composite labels", unit="cluster")
-    try:
-        for batch in backend.answer([prompts[c] for c in pending]):
-            records = []
-            for index, answer, error in batch:
-                cluster = pending[index]
-                label = clean_composite_answer(answer) if answer is not None else ""
-                if error is None and not label:
-                    error = f"the answer is empty after clean-up (raw answer {answer!r:.120})"
-                if error is not None:
-                    error = f"cluster {cluster}: {error}"
-                    warn(f"failed: {error}")
-                results[cluster] = CompositeResult(label if error is None else "", answer, error)
-                records.append({"id": _record_id(cluster), "fp": _digest(prompts[cluster]),
-                                "value": label if error is None else "", "answer": answer, "error": error})
-            journal.append(records)
-            bar.update(len(batch))
-    except UserError as exc:
-        done = sum(1 for c in prompts if c in results and results[c].error is None)
-        if done:
-            raise UserError(f"{exc} ({done} of {len(prompts)} clusters are named and kept in the journal "
-                            f"{journal.path}; rerun the same command to resume)") from None
-        journal.remove()  # nothing worth resuming: leave no stray journal behind
-        raise
-    except BaseException:
-        if not journal.records:
-            journal.remove()
-        raise
-    finally:
-        bar.close()
-        journal.close()
+    def write(values, failed: Dict[int, str]) -> None:
+        if NOISE_CLUSTER in stats.per_cluster:
+            results[NOISE_CLUSTER] = CompositeResult(NOISE_COMPOSITE_LABEL)
+        for k, cluster in enumerate(clusters):
+            label, answer = values[k] if values[k] is not None else ("", None)
+            results[cluster] = CompositeResult(label if k not in failed else "", answer, failed.get(k))
+        run = dict(backend.describe(), **(run_info or {}))
+        write_taxonomy_csv(taxonomy_csv, taxonomy_rows(stats, results, top_labels))
+        write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels))
 
+    outcome = run_resumable(
+        taxonomy_csv, backend.journal_key(), items, backend.step_spec(), write=write, batch_size=backend.batch_size,
+        desc="composite labels", codec=_CompositeCodec(), finish=finish, warn_failures=True,
+        max_consecutive_failures=getattr(backend, "max_consecutive_failures", 0),
+        wording=Wording(unit="clusters", done="named", retry="a rerun asks again only for the {n} failed {each}"),
+    )
     failures = [results[c].error for c in sorted(results) if results[c].error]
-    run = dict(backend.describe(), **(run_info or {}))
-    write_taxonomy_csv(taxonomy_csv, taxonomy_rows(stats, results, top_labels))
-    write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels))
-    if failures:
-        note(f"journal kept at {journal.path}: a rerun asks again only for the {len(failures)} failed cluster(s)")
-    else:
-        journal.remove()
-    return CompositeReport(results, failures, reused, len(pending))
+    return CompositeReport(results, failures, outcome.reused, outcome.asked)

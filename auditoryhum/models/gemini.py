@@ -23,19 +23,19 @@ Beyond the reference script (which retries every failure forever, re-uploading e
   always sends; that loop cannot be switched off.)
 * **The API key** is read from ``--api_key``, ``GOOGLE_API_KEY`` or ``GEMINI_API_KEY`` and never
   printed or written: every message made from an exception has it replaced by ``***``.
-* **Resume** exactly like the local labellers: a journal beside the output records every
-  finished clip (:class:`auditoryhum.io.checkpoint.Journal`), a rerun skips them, and the label
-  file is written atomically at the end, byte-identical to an uninterrupted run's.
-* **Concurrency.** ``concurrency`` worker threads keep that many clips in flight; results
-  are journalled as they finish and written in sorted-path order.
+* **Resume** exactly like the local labellers, through the same run engine
+  (:func:`auditoryhum.engine.run_resumable`): a journal beside the output records every
+  finished clip, a rerun skips them, and the label file is written atomically at the end,
+  byte-identical to an uninterrupted run's.
+* **Concurrency.** ``concurrency`` threads share one client and keep that many clips in flight
+  (:class:`auditoryhum.engine.LocalExecutor`); results are journalled as they finish and
+  written in sorted-path order.
 
 Only this module imports ``google.genai``, and only inside functions.
 """
 
-import hashlib
 import mimetypes
 import os
-import queue
 import random
 import re
 import threading
@@ -43,10 +43,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from auditoryhum.console import note, progress, warn
+from auditoryhum.console import warn
+from auditoryhum.engine import Item, LocalExecutor, Step, StepSpec, TEXT, digest, run_resumable
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
-from auditoryhum.io.checkpoint import Journal, file_fingerprint
 from auditoryhum.models.labeller import LabelReport, label_line
 
 # Decoding of the published recipe (SPEC.md: label_google_gen_ai_cloud.py).
@@ -235,27 +235,16 @@ class _Stopped(Exception):
     """The run is stopping (another clip hit a run-stopping error): abandon this clip."""
 
 
-def _transport_errors() -> Tuple[type, ...]:
+def _httpx_errors(name: str) -> Tuple[type, ...]:
     # The SDK talks through httpx or its fork httpx2, whichever is installed; the two share
-    # no base classes.
+    # no base classes: the class ``name`` of each one present.
     found = []
-    for name in ("httpx2", "httpx"):
+    for module_name in ("httpx2", "httpx"):
         try:
-            module = __import__(name)
+            module = __import__(module_name)
         except ImportError:
             continue
-        found.append(module.TransportError)
-    return tuple(found)
-
-
-def _timeout_errors() -> Tuple[type, ...]:
-    found = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        found.append(module.TimeoutException)
+        found.append(getattr(module, name))
     return tuple(found)
 
 
@@ -340,9 +329,9 @@ def classify(exc: BaseException, model: str, secret: Optional[str] = None) -> Ca
         if code in RETRYABLE_STATUS:
             return failed(RETRY, what, server_retry_delay(exc))
         return failed(CLIP, what)
-    if isinstance(exc, _timeout_errors()):
+    if isinstance(exc, _httpx_errors("TimeoutException")):
         return failed(RETRY, f"no answer within the timeout ({type(exc).__name__})")
-    if isinstance(exc, _transport_errors()):
+    if isinstance(exc, _httpx_errors("TransportError")):
         return failed(RETRY, f"connection error ({type(exc).__name__}: {quoted(exc)})")
     if isinstance(exc, ValueError) and type(exc).__name__ == "JSONDecodeError":
         return failed(RETRY, f"malformed answer from the service (not JSON: {quoted(exc)})")
@@ -544,14 +533,53 @@ def _why_empty(response) -> str:
 # the run: clips -> workers -> journal -> label file
 
 
-def _prompt_digest(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
-
-
 def journal_key(settings: GeminiSettings) -> Dict[str, Any]:
     """What makes two runs' labels comparable: the model and the decoding (never the key, and
     not the endpoint, which only routes the same model)."""
     return {"tool": "label-gemini", "model": settings.model, "generation": GENERATION_CONFIG, "contents": "prompt,audio"}
+
+
+@dataclass
+class GeminiSpec(StepSpec):
+    """Builds the Gemini step: one client per worker (its threads share it)."""
+
+    settings: GeminiSettings
+
+    def build(self) -> "GeminiStep":
+        return GeminiStep(self.settings)
+
+
+class GeminiStep(Step):
+    """Label ``(path, prompt)`` payloads one request each; see the module docstring for the policy.
+
+    A run-stopping failure (authentication, unknown model) raises :class:`UserError`; any
+    other failure is that clip's error message (key scrubbed).
+    """
+
+    def __init__(self, settings: GeminiSettings):
+        self.settings = settings
+        self.stop = threading.Event()
+        self.labeller = GeminiLabeller(settings, self.stop)
+
+    def run(self, payloads):
+        return [self._one(path, prompt) for path, prompt in payloads]
+
+    def _one(self, path: str, prompt: str):
+        secret = self.settings.api_key
+        try:
+            return label_line(self.labeller.describe_clip(path, prompt)), None
+        except _Stopped:
+            return None, f"{path}: abandoned (the run is stopping)"
+        except CallFailed as exc:
+            if exc.kind == RUN:
+                raise UserError(f"stopped: {exc.message}") from None
+            return None, scrub(f"{path}: {exc.message}", secret)
+        except Exception as exc:  # a bug must not cost the other clips; reported per clip
+            message = one_line(scrub(f"{type(exc).__name__}: {exc}", secret))
+            return None, scrub(f"{path}: unexpected error ({message})", secret)
+
+    def cancel(self) -> None:
+        self.stop.set()
 
 
 def run_gemini_labelling(paths: Sequence[str], prompts: Sequence[str], output: str, settings: GeminiSettings) -> LabelReport:
@@ -582,143 +610,14 @@ def run_gemini_labelling(paths: Sequence[str], prompts: Sequence[str], output: s
     if len(prompts) != len(paths):
         raise ValueError("run_gemini_labelling needs one prompt per clip")
     settings.check()
-    secret = settings.api_key
+    items = [Item(os.path.abspath(p), (p, q), path=p, extra_fp=digest(q)) for p, q in zip(paths, prompts)]
 
-    journal = Journal.open(output, journal_key(settings))
-    if journal.discarded_reason:
-        note(f"not resuming from the journal {journal.path}: {journal.discarded_reason}; starting over")
-    ids = [os.path.abspath(p) for p in paths]
-    fingerprints = [[list(file_fingerprint(p) or ()), _prompt_digest(q)] for p, q in zip(paths, prompts)]
-    labels: List[Optional[str]] = [None] * len(paths)
-    for i, (cid, fp) in enumerate(zip(ids, fingerprints)):
-        record = journal.records.get(cid)
-        if record and record.get("fp") == fp and record.get("error") is None:
-            labels[i] = record["value"]
-    reused = sum(label is not None for label in labels)
-    pending = [i for i, label in enumerate(labels) if label is None]
-    if reused:
-        note(f"resuming: {reused} of {len(paths)} clips already labelled (journal {journal.path})")
+    def write(values, _failures) -> None:
+        write_lines(output, ["" if label is None else label for label in values])
 
-    failures: Dict[int, str] = {}
-    stop = threading.Event()
-    try:
-        if pending:
-            labeller = GeminiLabeller(settings, stop)
-            _label_pending(labeller, paths, prompts, pending, settings, stop, journal, ids, fingerprints, labels, failures)
-    except BaseException:
-        stop.set()
-        if not journal.records:
-            journal.remove()  # nothing worth resuming: leave no stray journal behind
-        raise
-    finally:
-        journal.close()
-
-    lines = ["" if label is None else label for label in labels]
-    write_lines(output, lines)
-    if failures:
-        note(f"journal kept at {journal.path}: a rerun retries only the {len(failures)} failed clip(s)")
-    else:
-        journal.remove()
-    return LabelReport(labels=lines, failures=[scrub(failures[i], secret) for i in sorted(failures)], reused=reused)
-
-
-def _label_pending(labeller: GeminiLabeller, paths, prompts, pending, settings: GeminiSettings, stop: threading.Event,
-                   journal: Journal, ids, fingerprints, labels, failures) -> None:
-    """Run ``settings.concurrency`` workers over ``pending``; journal each clip as it finishes."""
-    tasks: "queue.Queue[int]" = queue.Queue()
-    for i in pending:
-        tasks.put(i)
-    results: "queue.Queue[Tuple[int, str, Optional[str], Optional[CallFailed]]]" = queue.Queue()
-    # A worker takes a clip only when the main thread has accounted for an earlier one, so at
-    # most `concurrency` clips are in flight or unjournalled: a decision to stop the run (auth
-    # error, failures in a row) is never outrun by requests for later clips.
-    slots = threading.Semaphore(settings.concurrency)
-
-    def worker() -> None:
-        while True:
-            while not slots.acquire(timeout=0.2):
-                if stop.is_set():
-                    return
-            if stop.is_set():
-                return
-            try:
-                i = tasks.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                text = labeller.describe_clip(paths[i], prompts[i])
-                results.put((i, label_line(text), None, None))
-            except _Stopped:
-                return
-            except CallFailed as exc:
-                if exc.kind == RUN:
-                    results.put((i, "", exc.message, exc))
-                    return
-                results.put((i, "", f"{paths[i]}: {exc.message}", None))
-            except Exception as exc:  # a bug must not cost the other clips; reported per clip
-                message = one_line(scrub(f"{type(exc).__name__}: {exc}", settings.api_key))
-                results.put((i, "", f"{paths[i]}: unexpected error ({message})", None))
-
-    # Daemon threads: Ctrl-C ends the process at once instead of waiting out requests in flight.
-    threads = [threading.Thread(target=worker, name=f"gemini-{n}", daemon=True)
-               for n in range(min(settings.concurrency, len(pending)))]
-    for thread in threads:
-        thread.start()
-
-    def finished():
-        for _ in range(len(pending)):
-            while True:
-                try:
-                    yield results.get(timeout=0.2)
-                    break
-                except queue.Empty:
-                    if not any(t.is_alive() for t in threads) and results.empty():
-                        return
-
-    def record(i: int, text: str, error: Optional[str]) -> None:
-        if error is None:
-            labels[i] = text
-            failures.pop(i, None)
-        else:
-            failures[i] = error
-            warn(f"failed: {error}")  # at once: an unattended run's log shows trouble as it happens
-        journal.append([{"id": ids[i], "fp": fingerprints[i], "value": text if error is None else "", "error": error}])
-
-    consecutive = 0
-    try:
-        for i, text, error, run_stop in progress(finished(), desc="Gemini labels", total=len(pending)):
-            if run_stop is not None:
-                stop.set()
-                _journal_finished(results, record)
-                raise UserError(f"stopped: {run_stop.message}. {_kept(journal, labels)}")
-            record(i, text, error)
-            consecutive = consecutive + 1 if error is not None else 0
-            if settings.max_consecutive_failures and consecutive >= settings.max_consecutive_failures:
-                stop.set()
-                _journal_finished(results, record)
-                raise UserError(
-                    f"stopped after {consecutive} clips in a row failed (last: {error}); the service, the "
-                    f"network or the quota is probably down (see --max_consecutive_failures). {_kept(journal, labels)}"
-                )
-            slots.release()  # only now may a worker start another clip
-    finally:
-        stop.set()
-
-
-def _journal_finished(results: "queue.Queue", record: Callable[[int, str, Optional[str]], None]) -> None:
-    # Clips other workers finished while the run was stopping are kept for the rerun.
-    while True:
-        try:
-            i, text, error, run_stop = results.get_nowait()
-        except queue.Empty:
-            return
-        if run_stop is None and error is None:
-            record(i, text, None)
-
-
-def _kept(journal: Journal, labels: Sequence[Optional[str]]) -> str:
-    done = sum(label is not None for label in labels)
-    if not done:
-        return "No clip is labelled yet; the label file was not written"
-    return (f"{done} of {len(labels)} clips are labelled and kept in the journal {journal.path}; "
-            f"rerun the same command to resume (the label file is written when a run completes)")
+    result = run_resumable(output, journal_key(settings), items, GeminiSpec(settings), write=write, batch_size=1,
+                           desc="Gemini labels", executor=LocalExecutor(settings.concurrency), codec=TEXT,
+                           warn_failures=True, max_consecutive_failures=settings.max_consecutive_failures)
+    lines = ["" if label is None else label for label in result.values]
+    return LabelReport(labels=lines, failures=[scrub(m, settings.api_key) for m in result.failure_list()],
+                       reused=result.reused)

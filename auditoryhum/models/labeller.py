@@ -5,9 +5,11 @@ new tokens, KV cache, as the published recipe); decode only the new tokens; post
 each response with :func:`auditoryhum.labels.postprocess_response`; journal every finished
 clip so that a killed run resumes; write the label file atomically at the end.
 
-:func:`label_batch` is the per-batch step: a pure function of the loaded model, its processor,
-the family and a batch of clips and prompts, holding no state between calls, so that another
-backend (several GPUs, several nodes) can drive the same step.
+:func:`label_batch` is the model call: a pure function of the loaded model, its processor,
+the family and a batch of clips and prompts, holding no state between calls. :class:`LabelStep`
+wraps it as the run engine's per-batch step (:mod:`auditoryhum.engine`): built once per worker
+(it loads the model), called per batch with ``(path, prompt)`` pairs, decoding the audio
+itself, so that the local and the Ray executor run exactly the same code.
 
 Batching pads the *text* on the left (``processor.tokenizer.padding_side = "left"``, set after
 loading: passing ``padding_side`` to ``from_pretrained`` would left-pad the audio features
@@ -18,9 +20,7 @@ only the real frames, the padding stops one FFT window after the batch's longest
 of at 300 s (:func:`trimmed_pad_length`): the same features at a fraction of the cost.
 """
 
-import hashlib
 import os
-import random
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -28,34 +28,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from auditoryhum.console import note, progress_enabled, warn
+from auditoryhum.engine import Item, Step, StepSpec, TEXT, digest, first_line, make_executor, raise_if_out_of_memory, run_resumable
+from auditoryhum.engine.common import seed_everything  # noqa: F401  (re-exported: the published seeding)
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
 from auditoryhum.io.audio import AudioDecodeError, load_audio
-from auditoryhum.io.checkpoint import Journal, file_fingerprint
+from auditoryhum.io.checkpoint import file_stat
 from auditoryhum.labels import postprocess_response
 from auditoryhum.models.device import Precision
+from auditoryhum.validation import optional_positive_int
 from auditoryhum.models.families import PROMPT, Family
 
-SEED = 100
-# Decoding of the published recipe: greedy (no sampling, one beam), at most 64 new tokens, KV
-# cache. temperature=1.0 is what the published scripts pass; with do_sample=False it only
-# overrides a checkpoint's own sampling temperature, whose presence would warn.
-GENERATION_SETTINGS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "use_cache": True, "temperature": 1.0}
+from auditoryhum.recipe import LABEL_GENERATION_SETTINGS as GENERATION_SETTINGS, SEED  # noqa: E402
+
 LONG_AUDIO_CHOICES = ("truncate", "window")
 DEFAULT_BATCH_SIZE = {"cuda": 8, "mps": 2, "cpu": 2}
 
 # Characters that end a line for Python's str.splitlines() (and for universal-newline readers)
 # besides "\n", which post-processing already turned into ", ": one label must stay one line.
 _OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def seed_everything(seed: int = SEED) -> None:
-    """Seed Python, NumPy and torch (all devices), as the published recipe does."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def user_prompt(annotation: Optional[str] = None) -> str:
@@ -213,7 +204,7 @@ def model_identity(source: str) -> Dict[str, Any]:
     files = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        fp = file_fingerprint(path)
+        fp = file_stat(path)
         if fp is not None and os.path.isfile(path):
             files[name] = list(fp)
     return {"folder": os.path.abspath(folder), "files": files}
@@ -232,38 +223,112 @@ def _long_clip_message(family: Family, window: float, long_clips: List[Tuple[str
     )
 
 
-def _prompt_digest(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
+# ---------------------------------------------------------------------------------------
+# the per-batch step and the run
+
+
+def load_family_model(family_key: str, source: str, precision: Precision):
+    """``(family, processor, model)`` of an audio-LLM checkpoint, loaded for ``precision``:
+    what the labelling and tower-embedding steps build on each worker."""
+    from auditoryhum.models.families import get_family
+    from auditoryhum.models.loader import load_pretrained, load_processor
+
+    family = get_family(family_key)
+    if not progress_enabled():
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+    processor = load_processor(family.load_processor_class(), source, family.model_flag)
+    model = load_pretrained(
+        family.load_class(), source, family.model_flag, precision.device,
+        dtype=precision.torch_dtype, quantization_config=precision.quantization_config(),
+    )
+    return family, processor, model
 
 
 @dataclass
-class _Run:
-    """The state of one labelling run shared by its steps (never by two runs)."""
+class LabelSpec(StepSpec):
+    """How a worker builds the labelling step: picklable (family key, model source, precision)."""
 
-    paths: Sequence[str]
-    prompts: Sequence[str]
-    journal: Journal
-    ids: List[str]
-    fingerprints: List[Any]
-    labels: List[Optional[str]]
-    failures: Dict[int, str] = field(default_factory=dict)
-    bar: Any = None
+    family_key: str
+    model_source: str
+    precision: Precision
+    batch_size: int
+    cut_window_s: Optional[float] = None  # --long_audio window: label every window of this length
+    seed = SEED  # a class constant, not a field
 
-    def finish(self, results: Sequence[Tuple[int, str, Optional[str]]]) -> None:
-        """Record finished clips: one journal append (one flush and sync) per batch."""
-        records = []
-        for i, text, error in results:
-            if error is None:
-                self.labels[i] = text
-            else:
-                self.failures[i] = error
-            records.append({"id": self.ids[i], "fp": self.fingerprints[i], "value": text if error is None else "", "error": error})
-        self.journal.append(records)
-        self.bar.update(len(results))
+    def build(self) -> "LabelStep":
+        family, processor, model = load_family_model(self.family_key, self.model_source, self.precision)
+        processor.tokenizer.padding_side = "left"
+        return LabelStep(model, processor, family, self.batch_size, self.cut_window_s)
+
+    def describe(self) -> str:
+        from auditoryhum.models.families import get_family
+
+        return f"{get_family(self.family_key).title} labels"
+
+
+class LabelStep(Step):
+    """Label a batch of ``(path, prompt)`` payloads: decode each clip (cut into windows with
+    ``--long_audio window``), run :func:`label_batch` on batches of ``batch_size`` pieces, and
+    join each clip's window labels in order.
+
+    A batch the model fails on is retried clip by clip, so only the clip that causes the error
+    fails (an empty label and a message); out of memory stops the run. A clip that the front
+    end neither cuts nor fits into its padded window (Qwen3-Omni) would give longer features
+    than any neighbour: its pieces run in batches of their own.
+    """
+
+    def __init__(self, model, processor, family: Family, batch_size: int, cut_window_s: Optional[float] = None):
+        self.model, self.processor, self.family, self.batch_size = model, processor, family, batch_size
+        self.sampling_rate = processor.feature_extractor.sampling_rate
+        self.window_n = int(round(cut_window_s * self.sampling_rate)) if cut_window_s else None
+        self.pad_n = int(round(family.pad_seconds(processor) * self.sampling_rate))
+
+    def prepare(self, payloads):
+        prepared = []
+        for path, prompt in payloads:
+            try:
+                audio, _ = load_audio(path, self.sampling_rate)
+            except AudioDecodeError as exc:
+                prepared.append((path, prompt, None, str(exc), False))
+                continue
+            pieces = split_windows(audio, self.window_n) if self.window_n and len(audio) > self.window_n else [audio]
+            solo = self.family.window_seconds is None and len(audio) > self.pad_n
+            prepared.append((path, prompt, pieces, None, solo))
+        return prepared
+
+    def run(self, prepared):
+        parts: List[List[Optional[str]]] = [[None] * len(p[2]) if p[2] is not None else [] for p in prepared]
+        errors: Dict[int, str] = {k: p[3] for k, p in enumerate(prepared) if p[3] is not None}
+        shared, alone = [], []
+        for k, (path, prompt, pieces, _, solo) in enumerate(prepared):
+            for w, piece in enumerate(pieces or []):
+                (alone if solo else shared).append((k, w, piece, prompt, path))
+        for group in [shared[s:s + self.batch_size] for s in range(0, len(shared), self.batch_size)] + [[x] for x in alone]:
+            for (k, w, _, _, _), text in zip(group, self._label(group, errors)):
+                parts[k][w] = text
+        # Windows of a long clip: their labels joined in order; empty ones add nothing.
+        return [("" if k in errors else ", ".join(p for p in parts[k] if p), errors.get(k)) for k in range(len(prepared))]
+
+    def _label(self, group, errors: Dict[int, str]) -> List[str]:
+        try:
+            return label_batch(self.model, self.processor, self.family,
+                               [g[2] for g in group], [g[3] for g in group], [g[4] for g in group])
+        except Exception as exc:  # a model or processor error: isolate the clip(s) that cause it
+            raise_if_out_of_memory(exc)
+            if len(group) > 1:
+                return [text for g in group for text in self._label([g], errors)]
+            k, path = group[0][0], group[0][4]
+            errors[k] = f"{path}: the model failed on this clip ({type(exc).__name__}: {first_line(exc)})"
+            return [""]
 
 
 def run_labelling(family: Family, model_source: str, paths: Sequence[str], prompts: Sequence[str], output: str,
-                  precision: Precision, batch_size: Optional[int] = None, long_audio: str = "truncate") -> LabelReport:
+                  precision: Precision, batch_size: Optional[int] = None, long_audio: str = "truncate", *,
+                  engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
+                  gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None,
+                  verbose: bool = False) -> LabelReport:
     """Label every clip of ``paths`` with ``family``'s model and write one line per clip to ``output``.
 
     Parameters
@@ -283,6 +348,11 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         Clips (or windows) per forward pass; default per device (:data:`DEFAULT_BATCH_SIZE`).
     long_audio : {"truncate", "window"}
         What to do with clips longer than the front end's window.
+    engine : {"local", "ray"}
+        Who runs the model: this process, or a Ray actor pool (same bytes either way; a run
+        interrupted under one resumes under the other).
+    ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
+        Ray options (:class:`auditoryhum.engine.ray_executor.RayExecutor`); ignored by ``"local"``.
 
     Returns
     -------
@@ -295,15 +365,14 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         raise UserError(f"--long_audio must be one of {', '.join(LONG_AUDIO_CHOICES)}, got {long_audio!r}")
     if len(prompts) != len(paths):
         raise ValueError("run_labelling needs one prompt per clip")
-    batch_size = batch_size or DEFAULT_BATCH_SIZE.get(precision.device, 1)
-    if batch_size < 1:
-        raise UserError(f"--batch_size must be at least 1, got {batch_size}")
+    batch_size = optional_positive_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE.get(precision.device, 1)
+    executor = make_executor(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                             cpus_per_actor=cpus_per_actor, verbose=verbose)
     note(precision.describe())
     seed_everything(SEED)
 
     check_model_type(model_source, family.model_flag, family.model_types, family.what)
     processor = load_processor(family.load_processor_class(), model_source, family.model_flag)
-    processor.tokenizer.padding_side = "left"
     window_s = family.window_seconds(processor) if family.window_seconds else None
 
     long_clips = []
@@ -330,193 +399,18 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         "long_audio": long_audio if window_s is not None else "whole",
         "transformers": transformers.__version__,
     }
-    journal = Journal.open(output, key)
-    if journal.discarded_reason:
-        note(f"not resuming from the journal {journal.path}: {journal.discarded_reason}; starting over")
-
-    run = _Run(
-        paths=paths,
-        prompts=prompts,
-        journal=journal,
-        ids=[os.path.abspath(p) for p in paths],
-        fingerprints=[[list(file_fingerprint(p) or ()), _prompt_digest(q)] for p, q in zip(paths, prompts)],
-        labels=[None] * len(paths),
-    )
-    for i, (cid, fp) in enumerate(zip(run.ids, run.fingerprints)):
-        record = journal.records.get(cid)
-        if record and record.get("fp") == fp and record.get("error") is None:
-            run.labels[i] = record["value"]
-    reused = sum(label is not None for label in run.labels)
-    pending = [i for i, label in enumerate(run.labels) if label is None]
-    if reused:
-        note(f"resuming: {reused} of {len(paths)} clips already labelled (journal {journal.path})")
-
-    try:
-        if pending:
-            _label_pending(run, pending, family, model_source, processor, precision, batch_size,
-                           window_s if long_audio == "window" else None)
-    except BaseException:
-        if not journal.records:
-            journal.remove()  # nothing worth resuming: leave no stray journal behind
-        raise
-    finally:
-        journal.close()
-
-    lines = ["" if label is None else label for label in run.labels]
-    write_lines(output, lines)
-    if run.failures:
-        note(f"journal kept at {journal.path}: a rerun retries only the {len(run.failures)} failed clip(s)")
-    else:
-        journal.remove()
+    items = [Item(os.path.abspath(p), (p, q), path=p, extra_fp=digest(q)) for p, q in zip(paths, prompts)]
+    spec = LabelSpec(family.key, model_source, precision, batch_size,
+                     window_s if long_audio == "window" and window_s is not None else None)
+    result = run_resumable(output, key, items, spec, executor=executor, codec=TEXT, batch_size=batch_size,
+                           desc=f"{family.title} labels", write=lambda values, _: write_lines(output, _lines(values)))
     return LabelReport(
-        labels=lines,
-        failures=[run.failures[i] for i in sorted(run.failures)],
-        reused=reused,
+        labels=_lines(result.values),
+        failures=result.failure_list(),
+        reused=result.reused,
         long_clips=[p for p, _ in long_clips],
     )
 
 
-def _label_pending(run: _Run, pending: Sequence[int], family: Family, model_source: str, processor,
-                   precision: Precision, batch_size: int, cut_window_s: Optional[float]) -> None:
-    """Load the model once and label the ``pending`` clips of ``run`` in batches."""
-    from auditoryhum.models.loader import load_pretrained
-
-    if not progress_enabled():
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-    model = load_pretrained(
-        family.load_class(), model_source, family.model_flag, precision.device,
-        dtype=precision.torch_dtype, quantization_config=precision.quantization_config(),
-    )
-    sampling_rate = processor.feature_extractor.sampling_rate
-    window_n = int(round(cut_window_s * sampling_rate)) if cut_window_s else None
-    pad_n = int(round(family.pad_seconds(processor) * sampling_rate))
-    runner = _BatchRunner(model, processor, family, batch_size)
-    run.bar = counter_bar(len(pending), f"{family.title} labels")
-    try:
-        for i in pending:
-            try:
-                audio, _ = load_audio(run.paths[i], sampling_rate)
-            except AudioDecodeError as exc:
-                run.finish([(i, "", str(exc))])
-                continue
-            pieces = split_windows(audio, window_n) if window_n and len(audio) > window_n else [audio]
-            # A clip that the front end neither cuts nor fits into its padded window (Qwen3-Omni)
-            # has longer features than any neighbour would: it gets a batch of its own.
-            solo = family.window_seconds is None and len(audio) > pad_n
-            run.finish(runner.submit(i, pieces, run.prompts[i], run.paths[i], solo))
-        run.finish(runner.drain())
-    finally:
-        run.bar.close()
-
-
-class _BatchRunner:
-    """Collects clips (or their windows) into batches, runs :func:`label_batch` on each full
-    batch, and hands back every clip whose windows are all labelled."""
-
-    def __init__(self, model, processor, family: Family, batch_size: int):
-        self.model, self.processor, self.family, self.batch_size = model, processor, family, batch_size
-        self.queue: List[Tuple[int, int, np.ndarray, str, str]] = []  # (clip, window, audio, prompt, name)
-        self.parts: Dict[int, List[Optional[str]]] = {}
-        self.errors: Dict[int, str] = {}
-        self.names: Dict[int, str] = {}
-
-    def submit(self, clip: int, pieces: List[np.ndarray], prompt: str, name: str, solo: bool = False):
-        """Queue a clip's pieces; run every batch that is full. ``solo`` pieces run alone at once.
-
-        Returns ``(clip, label, error)`` for each clip finished by this call.
-        """
-        self.parts[clip] = [None] * len(pieces)
-        self.names[clip] = name
-        items = [(clip, w, piece, prompt, name) for w, piece in enumerate(pieces)]
-        finished = []
-        if solo:
-            for item in items:
-                finished += self._run([item])
-            return finished
-        self.queue += items
-        while len(self.queue) >= self.batch_size:
-            batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
-            finished += self._run(batch)
-        return finished
-
-    def drain(self):
-        """Run whatever is still queued (the last, partial batch)."""
-        finished = []
-        while self.queue:
-            batch, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
-            finished += self._run(batch)
-        return finished
-
-    def _run(self, batch) -> List[Tuple[int, str, Optional[str]]]:
-        try:
-            texts = self._label(batch)
-        except _OutOfMemory:
-            raise
-        except Exception as exc:  # a model or processor error: isolate the clip(s) that cause it
-            if len(batch) == 1:
-                clip = batch[0][0]
-                self.errors[clip] = f"{self.names[clip]}: the model failed on this clip ({type(exc).__name__}: {_first_line(exc)})"
-                texts = [""]
-            else:
-                finished = []
-                for item in batch:
-                    finished += self._run([item])
-                return finished
-        finished = []
-        for (clip, w, _, _, _), text in zip(batch, texts):
-            parts = self.parts.get(clip)
-            if parts is None:
-                continue
-            parts[w] = text
-            if all(p is not None for p in parts):
-                del self.parts[clip]
-                error = self.errors.pop(clip, None)
-                # Windows of a long clip: their labels joined in order; empty ones add nothing.
-                joined = ", ".join(p for p in parts if p)
-                finished.append((clip, joined, error))
-        return finished
-
-    def _label(self, batch) -> List[str]:
-        import torch
-
-        try:
-            return label_batch(
-                self.model, self.processor, self.family,
-                [b[2] for b in batch], [b[3] for b in batch], [b[4] for b in batch],
-            )
-        except torch.cuda.OutOfMemoryError:
-            raise _OutOfMemory() from None
-
-
-class _OutOfMemory(UserError):
-    def __init__(self):
-        super().__init__(
-            "the accelerator ran out of memory; rerun with a smaller --batch_size (finished clips are kept and skipped)"
-        )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def counter_bar(total: int, desc: str):
-    """A progress bar updated by hand (``update(n)``, ``close()``); a silent stand-in when
-    progress is off (``--quiet``, or stderr is not a terminal)."""
-    if not progress_enabled():
-        return _NoBar()
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True)
+def _lines(values: Sequence[Optional[str]]) -> List[str]:
+    return ["" if label is None else label for label in values]

@@ -15,19 +15,27 @@ clips share a batch. A Gemma-3n clip's features have as many frames as the clip 
 to 128 samples) and the all-False mask makes any padding count in the sum, so only clips whose
 features have the same number of frames share a batch: every row equals the one-clip result.
 Rows are float32 (the published scripts convert with ``.float()``).
+
+:class:`TowerStep` is the run engine's per-batch step (:mod:`auditoryhum.engine`): built once
+per worker, it decodes the clips of a batch, groups them by feature shape and embeds each
+group; :func:`run_tower_embeddings` runs it resumably with the local or the Ray executor.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from auditoryhum.console import note, progress_enabled
-from auditoryhum.errors import UserError
+from auditoryhum.console import note
+from auditoryhum.engine import (
+    ROWS, Item, Step, StepSpec, Wording, first_line, make_executor, raise_if_out_of_memory, MatrixOutput, run_resumable,
+)
 from auditoryhum.io.audio import AudioDecodeError, load_audio
-from auditoryhum.io.checkpoint import RowJournal
 from auditoryhum.models.device import Precision
+from auditoryhum.validation import optional_positive_int
 from auditoryhum.models.families import Family
+from auditoryhum.recipe import SEED
 
 DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
 
@@ -109,28 +117,96 @@ class TowerReport:
     reused: int = 0
 
 
+@dataclass
+class TowerSpec(StepSpec):
+    """Builds :class:`TowerStep` on a worker: the family's processor and model, loaded once."""
+
+    family_key: str
+    model_source: str
+    precision: Precision
+    batch_size: int
+    seed = SEED  # a class constant, not a field
+
+    def build(self) -> "TowerStep":
+        from auditoryhum.models.labeller import load_family_model
+
+        family, processor, model = load_family_model(self.family_key, self.model_source, self.precision)
+        return TowerStep(model, processor, family, self.batch_size)
+
+    def width(self) -> int:
+        """The row width (the tower's hidden size) from the configuration, no weights loaded."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(os.path.expanduser(self.model_source))
+        return int(config.audio_config.hidden_size)
+
+
+class TowerStep(Step):
+    """Embed a batch of clip paths: per-clip features, then one forward pass per group of
+    equal-shaped features (at most ``batch_size`` each); a failing group is retried clip by clip."""
+
+    def __init__(self, model, processor, family: Family, batch_size: int):
+        self.model, self.processor, self.family, self.batch_size = model, processor, family, batch_size
+        self.sampling_rate = processor.feature_extractor.sampling_rate
+
+    def prepare(self, paths):
+        out = []
+        for path in paths:
+            try:
+                audio, _ = load_audio(path, self.sampling_rate)
+            except AudioDecodeError as exc:
+                out.append((path, None, str(exc)))
+                continue
+            out.append((path, clip_features(self.family, self.processor, audio), None))
+        return out
+
+    def run(self, prepared):
+        results: List[Tuple[Optional[np.ndarray], Optional[str]]] = [(None, failure) for _, _, failure in prepared]
+        groups: Dict[Tuple[int, ...], List[Tuple[int, str, Any]]] = {}
+        for k, (path, features, failure) in enumerate(prepared):
+            if failure is None:
+                groups.setdefault(tuple(features.shape), []).append((k, path, features))
+        for group in groups.values():
+            for start in range(0, len(group), self.batch_size):
+                for k, row, failure in self._embed(group[start:start + self.batch_size]):
+                    results[k] = (row, failure)
+        return results
+
+    def _embed(self, group):
+        try:
+            out = tower_embeddings(self.model, self.family, [f for _, _, f in group])
+            return [(k, out[j], None) for j, (k, _, _) in enumerate(group)]
+        except Exception as exc:
+            raise_if_out_of_memory(exc)
+            if len(group) > 1:
+                return [r for item in group for r in self._embed([item])]
+            k, path, _ = group[0]
+            return [(k, None, f"{path}: the audio tower failed on this clip ({type(exc).__name__}: {first_line(exc)})")]
+
+
 def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str], output: str,
-                         precision: Precision, batch_size: Optional[int] = None) -> TowerReport:
+                         precision: Precision, batch_size: Optional[int] = None, *, engine: str = "local",
+                         ray_address: Optional[str] = None, actors: int = 1, gpus_per_actor: Optional[float] = None,
+                         cpus_per_actor: Optional[float] = None, verbose: bool = False) -> TowerReport:
     """Embed every clip of ``paths`` with ``family``'s audio tower and save the rows to ``output`` (.npy).
 
-    One model load; batches as the module docstring says; a journal beside ``output`` so that
-    a killed run resumes; a clip that cannot be decoded gets a NaN row and is reported.
+    One model load per worker; batches as the module docstring says; a journal beside
+    ``output`` so that a killed run resumes; a clip that cannot be decoded gets a NaN row and
+    is reported. ``engine`` and the Ray options are those of
+    :func:`auditoryhum.models.labeller.run_labelling`.
     """
     import transformers
 
-    from auditoryhum.models.labeller import counter_bar, model_identity, seed_everything
-    from auditoryhum.models.loader import check_model_type, load_pretrained, load_processor
+    from auditoryhum.models.labeller import model_identity
+    from auditoryhum.models.loader import check_model_type
 
     if family.key not in TOWER_RECIPES:
         raise ValueError(f"no tower embedding recipe for {family.title}")
-    batch_size = batch_size or DEFAULT_BATCH_SIZE.get(precision.device, 1)
-    if batch_size < 1:
-        raise UserError(f"--batch_size must be at least 1, got {batch_size}")
+    batch_size = optional_positive_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE.get(precision.device, 1)
+    executor = make_executor(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
+                             cpus_per_actor=cpus_per_actor, verbose=verbose)
     note(precision.describe())
-    seed_everything()
     check_model_type(model_source, family.model_flag, family.model_types, family.what)
-    processor = load_processor(family.load_processor_class(), model_source, family.model_flag)
-    sampling_rate = processor.feature_extractor.sampling_rate
 
     key = {
         "tool": "tower-embedding",
@@ -141,70 +217,9 @@ def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str]
         "quantization": precision.quantization,
         "transformers": transformers.__version__,
     }
-    hidden: Optional[int] = None  # stays None when every clip comes from the journal
-    bar = None
-
-    def finish(done: List[Tuple[int, Optional[np.ndarray], Optional[str]]]) -> None:
-        checkpoint.add(done)
-        bar.update(len(done))
-
-    with RowJournal(output, key, paths) as checkpoint:
-        if checkpoint.pending:
-            if not progress_enabled():
-                transformers.utils.logging.disable_progress_bar()
-            model = load_pretrained(
-                family.load_class(), model_source, family.model_flag, precision.device,
-                dtype=precision.torch_dtype, quantization_config=precision.quantization_config(),
-            )
-            hidden = _hidden_size(family, model)
-            bar = counter_bar(len(checkpoint.pending), f"{family.title} tower")
-            groups: Dict[Tuple[int, ...], List[Tuple[int, Any]]] = {}
-            try:
-                for i in checkpoint.pending:
-                    try:
-                        audio, _ = load_audio(paths[i], sampling_rate)
-                    except AudioDecodeError as exc:
-                        finish([(i, None, str(exc))])
-                        continue
-                    features = clip_features(family, processor, audio)
-                    group = groups.setdefault(tuple(features.shape), [])
-                    group.append((i, features))
-                    if len(group) >= batch_size:
-                        finish(_embed_group(model, family, group, paths))
-                        group.clear()
-                    # Many distinct clip lengths (Gemma-3n): bound the clips held in memory.
-                    if sum(len(g) for g in groups.values()) > 4 * batch_size:
-                        for g in groups.values():
-                            if g:
-                                finish(_embed_group(model, family, g, paths))
-                                g.clear()
-                for g in groups.values():
-                    if g:
-                        finish(_embed_group(model, family, g, paths))
-                        g.clear()
-            finally:
-                bar.close()
-    table, failures = checkpoint.save(hidden)
-    return TowerReport(table, failures, checkpoint.reused)
-
-
-def _hidden_size(family: Family, model) -> int:
-    return int(family.audio_tower(model).config.hidden_size)
-
-
-def _embed_group(model, family: Family, group: List[Tuple[int, Any]], paths: Sequence[str]):
-    """Embed a group of equal-shaped features; a failing batch is retried clip by clip."""
-    try:
-        out = tower_embeddings(model, family, [f for _, f in group])
-        return [(i, out[k], None) for k, (i, _) in enumerate(group)]
-    except Exception as exc:
-        import torch
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            raise UserError("the accelerator ran out of memory; rerun with a smaller --batch_size "
-                            "(finished clips are kept and skipped)") from None
-        if len(group) > 1:
-            return [r for item in group for r in _embed_group(model, family, [item], paths)]
-        i = group[0][0]
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [(i, None, f"{paths[i]}: the audio tower failed on this clip ({type(exc).__name__}: {reason})")]
+    spec = TowerSpec(family.key, model_source, precision, batch_size)
+    items = [Item(os.path.abspath(p), p, path=p) for p in paths]
+    write = MatrixOutput(output, spec.width)
+    result = run_resumable(output, key, items, spec, write=write, batch_size=batch_size, desc=f"{family.title} tower",
+                           executor=executor, codec=ROWS, wording=Wording(done="embedded"))
+    return TowerReport(write.rows, result.failure_list(), result.reused)

@@ -1,0 +1,272 @@
+"""The Ray executor: the pending items of a run streamed through a Ray Data actor pool.
+
+Each actor builds the run's step once (:class:`~auditoryhum.engine.step.WorkerStep`: seeds,
+loads the model) and is then called batch after batch, exactly as the local executor calls
+it; audio is decoded in the actor. Finished batches come back to the driver (in any order,
+each outcome tagged with its item's index), where the run engine journals them as locally,
+so ``engine="ray"`` and ``engine="local"`` write the same bytes and a run interrupted under
+one resumes under the other.
+
+Clusters. With ``ray_address=None`` a local Ray instance is started on this machine (or the
+one already running in this process is used). ``"auto"`` joins the cluster this machine
+belongs to, ``"ray://host:10001"`` a remote one through Ray Client. Every worker must read the
+clips at the same paths (a shared file system) and have auditoryhum installed; the executor
+checks at start-up that a worker can open the first clip.
+
+Faults. Actors are restarted when they die (``max_restarts=-1``) and the batch they held is
+retried on a live one (``max_task_retries``, bounded so that a clip that kills every actor it
+meets ends the run instead of looping). A retried batch can come back twice: the engine files
+each item once. A run-ending error inside a step (out of memory, a model that cannot load) is
+raised on the driver as the same one-line :class:`~auditoryhum.errors.UserError`.
+
+Resources. Ray Data needs a CPU slot for reading the item list and collecting results beside
+the actors; with every logical CPU held by an actor the stream stalls ("backpressured"). A
+local instance is therefore started with one logical CPU more than the actors hold, and on a
+joined cluster the default CPUs per actor leave one CPU free.
+"""
+
+import logging
+import os
+import pickle
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+
+from auditoryhum.console import note
+from auditoryhum.engine.executors import BatchStream, Executor
+from auditoryhum.engine.step import Outcome, StepSpec, Task, WorkerStep
+from auditoryhum.errors import UserError
+
+INSTALL_HINT = 'the Ray engine needs Ray: pip install "auditoryhum[ray]"'
+# Tries of one batch after the actor that held it died (the first try not counted).
+MAX_BATCH_RETRIES = 3
+# Seconds a check task on a worker (can it open the first clip?) may take.
+CHECK_TIMEOUT_S = 120.0
+
+
+def import_ray():
+    """``ray`` and ``ray.data``, or one line saying how to install them."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra's pyarrow and friends)
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    return ray
+
+
+def _quiet_ray(verbose: bool) -> None:
+    # Ray and Ray Data log progress, resource reports and deprecation notes to the driver's
+    # stderr; our own bar and one line replace them unless --verbose.
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("ray", "ray.data", "ray.util", "ray._private"):
+        logging.getLogger(name).setLevel(level)
+
+
+class _RayStep:
+    """The callable class Ray Data instantiates once per actor: one :class:`WorkerStep`."""
+
+    def __init__(self, spec_bytes: bytes, verbose: bool = False):
+        from auditoryhum.console import set_quiet
+
+        set_quiet(not verbose)  # notes from model loading would repeat once per actor
+        self.worker = WorkerStep(pickle.loads(spec_bytes))
+
+    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        import numpy as np
+
+        tasks = [Task(int(i), p if p else None, pickle.loads(b))
+                 for i, p, b in zip(batch["index"], batch["path"], batch["payload"])]
+        try:
+            outcomes = self.worker(tasks)
+        except UserError as exc:
+            # Plain data crosses back intact; Ray would wrap the exception type.
+            return {"index": np.array([-1], dtype=np.int64), "value": np.array([b""], dtype=object),
+                    "error": np.array([str(exc)], dtype=object), "digest": np.array([""], dtype=object)}
+        return {
+            "index": np.array([o.index for o in outcomes], dtype=np.int64),
+            "value": np.array([pickle.dumps(o.value) for o in outcomes], dtype=object),
+            "error": np.array(["" if o.error is None else "\x00" + o.error for o in outcomes], dtype=object),
+            "digest": np.array([o.digest or "" for o in outcomes], dtype=object),
+        }
+
+
+def _can_open(path: str) -> str:
+    """Run on a worker: ``""`` when ``path`` can be opened, else why not."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
+class RayExecutor(Executor):
+    """Run the step on a Ray Data actor pool (see the module docstring).
+
+    Parameters
+    ----------
+    ray_address : str, optional
+        ``None``: start a local Ray instance (or use the one this process already runs);
+        ``"auto"``: join the cluster this machine belongs to; ``"ray://host:port"``: a remote
+        cluster through Ray Client; ``"host:port"``: a head node's GCS address.
+    actors : int
+        Model replicas (actors) in the pool. Default 1.
+    gpus_per_actor : float, optional
+        GPUs each actor holds; default 1 when the cluster has GPUs, else 0.
+    cpus_per_actor : float, optional
+        CPUs each actor holds (also its torch threads); default 1, or less on a cluster too
+        small to leave one CPU for reading and collecting.
+    verbose : bool
+        Let Ray's own logs through.
+    """
+
+    name = "ray"
+
+    def __init__(self, ray_address: Optional[str] = None, actors: int = 1, gpus_per_actor: Optional[float] = None,
+                 cpus_per_actor: Optional[float] = None, verbose: bool = False):
+        from auditoryhum.validation import positive_int
+
+        self.ray_address = ray_address
+        self.actors = positive_int(actors, "actors")
+        for name, value in (("gpus_per_actor", gpus_per_actor), ("cpus_per_actor", cpus_per_actor)):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise UserError(f"{name} must be a number >= 0, got {value!r}")
+        if cpus_per_actor is not None and cpus_per_actor == 0:
+            raise UserError("cpus_per_actor must be more than 0")
+        self.gpus_per_actor = gpus_per_actor
+        self.cpus_per_actor = cpus_per_actor
+        self.verbose = verbose
+        self.ray = import_ray()  # fail at once, before any model work, when Ray is missing
+        self.resources = ""
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    def connect(self):
+        """Start or join Ray as configured; return ``ray``. One line on failure."""
+        ray = self.ray
+        _quiet_ray(self.verbose)
+        if ray.is_initialized():
+            return ray
+        kwargs = dict(logging_level=logging.INFO if self.verbose else logging.ERROR, log_to_driver=self.verbose,
+                      include_dashboard=False, configure_logging=True)
+        if self.ray_address is None:
+            # A private instance on this machine: no token to manage (Ray warns without one).
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            cpus = os.cpu_count() or 1
+            needed = self.actors * (self.cpus_per_actor if self.cpus_per_actor is not None else 1.0)
+            # One logical CPU beyond the actors' so that reading and collecting always progress.
+            kwargs["num_cpus"] = int(max(cpus, -(-needed // 1))) + 1
+        else:
+            kwargs["address"] = self.ray_address
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # ConnectionError, TimeoutError, ValueError for a bad address, ...
+            where = "a local Ray instance" if self.ray_address is None else f"the Ray cluster at {self.ray_address!r}"
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise UserError(f"cannot reach {where}: {text}; check --ray_address and that the cluster is up "
+                            f"(ray start --head on the head node)") from None
+        return ray
+
+    def _plan(self, ray) -> Dict[str, float]:
+        total = ray.cluster_resources()
+        cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+        gpa = self.gpus_per_actor if self.gpus_per_actor is not None else (1.0 if gpus > 0 else 0.0)
+        cpa = self.cpus_per_actor
+        if cpa is None:
+            cpa = 1.0 if cpus >= self.actors + 1 else max(0.1, round((cpus - 0.5) / self.actors, 2))
+        if gpa * self.actors > gpus:
+            raise UserError(f"{self.actors} actor(s) x {gpa:g} GPU need {gpa * self.actors:g} GPUs but the Ray cluster "
+                            f"has {gpus:g}; lower actors or gpus_per_actor")
+        if cpa * self.actors >= cpus:
+            raise UserError(f"{self.actors} actor(s) x {cpa:g} CPU leave no CPU of the cluster's {cpus:g} for reading "
+                            f"and collecting; lower actors or cpus_per_actor")
+        self.resources = (f"Ray: {self.actors} actor(s), each {cpa:g} CPU and {gpa:g} GPU, on a cluster of {cpus:g} CPUs "
+                          f"and {gpus:g} GPUs")
+        return {"cpus": cpa, "gpus": gpa}
+
+    def _check_worker_can_read(self, ray, path: str) -> None:
+        check = ray.remote(num_cpus=0.01)(_can_open)
+        try:
+            why = ray.get(check.remote(path), timeout=CHECK_TIMEOUT_S)
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        if why:
+            raise UserError(f"a Ray worker cannot open {path} ({why}); every Ray node must see the clips at the same "
+                            f"path (a shared file system)")
+
+    def describe(self) -> str:
+        return self.resources or "ray"
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def stream(self, spec: StepSpec, batches: Iterable[Sequence[Task]]) -> BatchStream:
+        return _RayStream(self, spec, batches)
+
+
+class _RayStream(BatchStream):
+    def __init__(self, executor: RayExecutor, spec: StepSpec, batches: Iterable[Sequence[Task]]):
+        self.executor, self.spec = executor, spec
+        batches = [list(b) for b in batches]
+        # The engine's batches have its batch size (the last one may be shorter): actors get the same.
+        self.batch_size = max((len(b) for b in batches), default=1)
+        self.tasks = [t for b in batches for t in b]
+        self.iterator: Optional[Iterator[Dict[str, Any]]] = None
+        self.closed = False
+
+    def _start(self, batch_size: int) -> None:
+        ex = self.executor
+        ray = ex.connect()
+        plan = ex._plan(ray)
+        first = next((t.path for t in self.tasks if t.path is not None), None)
+        if first is not None:
+            ex._check_worker_can_read(ray, first)
+        note(ex.resources)
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the engine's bar is the only one
+        ctx.print_on_execution_start = False
+        items = [{"index": t.index, "path": t.path or "", "payload": pickle.dumps(t.payload)} for t in self.tasks]
+        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 200)))
+        del items
+        ds = ds.map_batches(
+            _RayStep, fn_constructor_args=(pickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=ex.actors), num_cpus=plan["cpus"], num_gpus=plan["gpus"],
+            batch_format="numpy", zero_copy_batch=True,
+            max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
+        )
+        self.iterator = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+
+    def __next__(self) -> List[Outcome]:
+        if self.closed:
+            raise StopIteration
+        if self.iterator is None:
+            if not self.tasks:
+                raise StopIteration
+            self._start(self.batch_size)
+        try:
+            batch = next(self.iterator)
+        except StopIteration:
+            self.close()
+            raise
+        except UserError:
+            raise
+        except Exception as exc:
+            raise _as_user_error(exc) from None
+        outcomes = []
+        for i, value, error, digest in zip(batch["index"], batch["value"], batch["error"], batch["digest"]):
+            if int(i) < 0:  # a run-ending error in a step
+                raise UserError(str(error))
+            outcomes.append(Outcome(int(i), pickle.loads(value), str(error)[1:] if error else None, digest or None))
+        return outcomes
+
+    def close(self) -> None:
+        self.closed = True
+        self.iterator = None
+
+
+def _as_user_error(exc: BaseException) -> UserError:
+    """One line for a failure of the Ray job itself (an actor that died too often, a lost node)."""
+    cause = exc
+    while getattr(cause, "cause", None) is not None and cause.cause is not cause:
+        cause = cause.cause
+    text = " ".join(str(cause).split())
+    return UserError(f"the Ray job failed: {type(cause).__name__}: {text[:400]}")
