@@ -33,6 +33,7 @@ _STAGES = {
     "embed_tower": ("auditoryhum.stages.embed", "embed_tower"),
     "embed_sentences": ("auditoryhum.stages.embed", "embed_sentences"),
     "score_labels": ("auditoryhum.stages.score", "score_labels"),
+    "keep_first_labels": ("auditoryhum.stages.score", "keep_first_labels"),
     "select_review": ("auditoryhum.stages.review", "select_review"),
     "merge_labels": ("auditoryhum.stages.review", "merge_labels"),
     "score_boost": ("auditoryhum.stages.review", "score_boost"),

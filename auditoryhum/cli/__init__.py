@@ -35,10 +35,12 @@ COMMANDS = [
     Command("features-ast", "features_ast.py", "features_audio", "AST embedding of every clip: the classifier layer-norm output (.npy)"),
     Command("features-clap", "features_clap.py", "features_audio", "CLAP audio embedding of every clip, deterministic per clip (.npy)"),
     Command("features-clap-text", "features_clap_text.py", "features_clap_text", "keep each clip's best label by CLAP audio-text cosine score (scores .csv)"),
+    Command("features-cvector", "features_cvector.py", "features_cvector", "class vector of every clip: CLAP cosine with each label a scores file keeps (.npy)"),
     Command("features-st", "features_st.py", "features_st", "sentence embedding of every clip's kept label (.npy)"),
     Command("cluster-kmeans", "cluster_kmeans.py", "cluster", "k-means clustering of embedding rows, with silhouette and t-SNE plot"),
     Command("cluster-ag", "cluster_ag.py", "cluster", "agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot"),
     Command("cluster-spectral", "cluster_spectral.py", "cluster", "spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot"),
+    Command("cluster-spec-ag", "cluster_spec_ag.py", "cluster", "spectral embedding + Ward clustering (the method's later revision), with silhouette and t-SNE plot"),
     Command("cluster-hdbscan", "cluster_hdbscan.py", "cluster", "HDBSCAN density clustering, with silhouette, noise count and t-SNE plot"),
     Command("sweep", "cluster_sweep.py", "sweep", "silhouette of every k in one process; adjusted score, lambda path, chosen k"),
     Command("composite-stats", "composite_label_stats.py", "composite_stats", "per-cluster label distributions and composite-label prompts"),
@@ -47,6 +49,7 @@ COMMANDS = [
     Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),
     Command("select-review", "util_select_review.py", "select_review", "pick the worst-scored clips for human review; write the review page"),
     Command("report", "report.py", "report", "one self-contained HTML report of a run from its artefacts"),
+    Command("run", None, "run", "the whole pipeline in one resumable command (stages skipped when up to date)"),
     Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
 ]
 

@@ -8,12 +8,12 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
+    import sys
+
     from auditoryhum.console import note
     from auditoryhum.stages.review import score_boost
 
     boost = score_boost(args.csv1, args.csv2, args.csv3)
-    print("Difference scores MLLM vs MLLM + human")
-    print(boost.mean_without)
-    print(boost.mean_with)
+    sys.stdout.write(boost.report)
     note(f"{boost.n_used} annotated clips; mean change {boost.difference:+.4f}")
     return 0

@@ -184,6 +184,11 @@ class BoostResult(StageResult):
     n_annotated: int = 0
     n_used: int = 0
 
+    @property
+    def report(self) -> str:
+        """What ``util_score_boost.py`` prints (the published three lines)."""
+        return f"Difference scores MLLM vs MLLM + human\n{self.mean_without}\n{self.mean_with}\n"
+
 
 def score_boost(csv1: str, csv2: str, csv3: str) -> BoostResult:
     """Mean CLAP score of the annotated clips from the MLLM labels alone and merged with annotations.

@@ -154,3 +154,40 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
                        mean_score=mean_score([k.score for k in kept]), labels=[k.label for k in kept],
                        scores=[k.score for k in kept], paths=list(paths), n_distinct=len(distinct),
                        n_encoded=text.encoded, n_cached=text.cached, no_candidate=no_candidate, no_audio=no_audio)
+
+
+def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, top_label_scores_csv: str) -> ScoreResult:
+    """The kept label of every clip without a CLAP model: its first usable candidate, score NaN.
+
+    What ``auditoryhum run`` does when no ``clap_model`` is given: the label file's candidates are
+    cleaned by the published rule (:func:`auditoryhum.labels.split_candidates`) and the first one
+    is kept; the score is ``nan`` (no score is ever invented). A clip with no usable candidate
+    keeps ``""``. The output has the scores file's format, so every later stage reads it as usual.
+
+    Parameters
+    ----------
+    filedir : str or sequence of str
+        A glob of the clips (sorted) or the clip paths: the paths written in the scores file.
+    text_label_csv : str
+        Label file: one line of comma-separated candidates per clip.
+    top_label_scores_csv : str
+        Output: rows ``<i>, <path>, <label>, nan`` (1-based ``i``).
+    """
+    paths, clips = expand_clips(filedir)
+    with guarded("keep_first_labels", {"filedir": paths, "text_label_csv": text_label_csv},
+                 {"top_label_scores_csv": top_label_scores_csv}):
+        from auditoryhum.console import warn
+        from auditoryhum.io.artefacts import ScoreRow, check_aligned, read_label_file, write_scores
+        from auditoryhum.labels import split_candidates
+
+        lines = read_label_file(text_label_csv)
+        check_aligned(clips, len(paths), f"label file {text_label_csv}", len(lines))
+        kept = [(split_candidates(line) or [""])[0] for line in lines]
+        no_candidate = [p for p, label in zip(paths, kept) if not label]
+        if no_candidate:
+            warn(f"{_clips(len(no_candidate))} no usable candidate label (empty label, score nan): {_named(no_candidate)}")
+        nan = float("nan")
+        write_scores(top_label_scores_csv, [ScoreRow(i, p, label, nan) for i, (p, label) in enumerate(zip(paths, kept), start=1)])
+    return ScoreResult(outputs={"top_label_scores_csv": str(top_label_scores_csv)}, labels=kept,
+                       scores=[nan] * len(kept), paths=list(paths), n_distinct=len(set(kept) - {""}),
+                       no_candidate=no_candidate)
