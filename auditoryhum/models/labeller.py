@@ -22,7 +22,7 @@ of at 300 s (:func:`trimmed_pad_length`): the same features at a fraction of the
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,7 +34,7 @@ from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
 from auditoryhum.io.audio import AudioDecodeError, load_audio
 from auditoryhum.io.checkpoint import file_stat
-from auditoryhum.labels import postprocess_response
+from auditoryhum.labels import postprocess_caption, postprocess_response
 from auditoryhum.models.device import Precision
 from auditoryhum.validation import optional_positive_int
 from auditoryhum.models.families import PROMPT, Family
@@ -49,10 +49,10 @@ DEFAULT_BATCH_SIZE = {"cuda": 8, "mps": 2, "cpu": 2}
 _OTHER_LINE_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-def user_prompt(annotation: Optional[str] = None) -> str:
-    """The user prompt of one clip: the published prompt, plus a non-blank human hint after one space."""
+def user_prompt(annotation: Optional[str] = None, prompt: str = PROMPT) -> str:
+    """The user prompt of one clip: ``prompt`` (default the published one), plus a non-blank human hint after one space."""
     hint = (annotation or "").strip()
-    return f"{PROMPT} {hint}" if hint else PROMPT
+    return f"{prompt} {hint}" if hint else prompt
 
 
 def label_line(response: str) -> str:
@@ -60,6 +60,16 @@ def label_line(response: str) -> str:
     line-break character (a lone ``\\r``, a Unicode line separator) made a ``", "`` as well, so
     a label can never split into two lines and misalign the file."""
     return _OTHER_LINE_BREAKS.sub(", ", postprocess_response(response))
+
+
+def caption_line(response: str) -> str:
+    """A free caption (``--task caption``) as one line: :func:`auditoryhum.labels.postprocess_caption`,
+    every line-break character counted as a line end first."""
+    return postprocess_caption(_OTHER_LINE_BREAKS.sub("\n", response))
+
+
+#: The output post-processing of each labelling task (``--task``).
+POSTPROCESS = {"labels": label_line, "caption": caption_line}
 
 
 def render_prompts(processor, family: Family, prompts: Sequence[str], audio_refs: Sequence[str]) -> List[str]:
@@ -125,7 +135,8 @@ def _to_model(inputs, model):
 
 
 def label_batch(model, processor, family: Family, clips: Sequence[np.ndarray], prompts: Sequence[str],
-                audio_refs: Optional[Sequence[str]] = None, max_new_tokens: int = GENERATION_SETTINGS["max_new_tokens"]) -> List[str]:
+                audio_refs: Optional[Sequence[str]] = None, max_new_tokens: int = GENERATION_SETTINGS["max_new_tokens"],
+                postprocess=label_line) -> List[str]:
     """Label one batch: greedy generation, new tokens only, published post-processing.
 
     Parameters
@@ -144,6 +155,8 @@ def label_batch(model, processor, family: Family, clips: Sequence[np.ndarray], p
         Names of the clips for the conversation's audio items (not read).
     max_new_tokens : int
         At most this many generated tokens (64 in the published recipe).
+    postprocess : callable
+        Raw response -> output line (:data:`POSTPROCESS`; default the label line).
 
     Returns
     -------
@@ -162,7 +175,7 @@ def label_batch(model, processor, family: Family, clips: Sequence[np.ndarray], p
         sequences = model.generate(**inputs, **settings)
     new_tokens = sequences[:, inputs["input_ids"].shape[1]:]
     responses = processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    return [label_line(r) for r in responses]
+    return [postprocess(r) for r in responses]
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,12 +268,16 @@ class LabelSpec(StepSpec):
     precision: Precision
     batch_size: int
     cut_window_s: Optional[float] = None  # --long_audio window: label every window of this length
+    system_prompt: Optional[str] = None  # --system_prompt ("" = no system turn); None: the family's
+    task: str = "labels"  # --task: which POSTPROCESS
     seed = SEED  # a class constant, not a field
 
     def build(self) -> "LabelStep":
         family, processor, model = load_family_model(self.family_key, self.model_source, self.precision)
+        if self.system_prompt is not None:
+            family = replace(family, system_prompt=self.system_prompt)
         processor.tokenizer.padding_side = "left"
-        return LabelStep(model, processor, family, self.batch_size, self.cut_window_s)
+        return LabelStep(model, processor, family, self.batch_size, self.cut_window_s, POSTPROCESS[self.task])
 
     def describe(self) -> str:
         from auditoryhum.models.families import get_family
@@ -279,8 +296,10 @@ class LabelStep(Step):
     than any neighbour: its pieces run in batches of their own.
     """
 
-    def __init__(self, model, processor, family: Family, batch_size: int, cut_window_s: Optional[float] = None):
+    def __init__(self, model, processor, family: Family, batch_size: int, cut_window_s: Optional[float] = None,
+                 postprocess=label_line):
         self.model, self.processor, self.family, self.batch_size = model, processor, family, batch_size
+        self.postprocess = postprocess
         self.sampling_rate = processor.feature_extractor.sampling_rate
         self.window_n = int(round(cut_window_s * self.sampling_rate)) if cut_window_s else None
         self.pad_n = int(round(family.pad_seconds(processor) * self.sampling_rate))
@@ -314,7 +333,8 @@ class LabelStep(Step):
     def _label(self, group, errors: Dict[int, str]) -> List[str]:
         try:
             return label_batch(self.model, self.processor, self.family,
-                               [g[2] for g in group], [g[3] for g in group], [g[4] for g in group])
+                               [g[2] for g in group], [g[3] for g in group], [g[4] for g in group],
+                               postprocess=self.postprocess)
         except Exception as exc:  # a model or processor error: isolate the clip(s) that cause it
             raise_if_out_of_memory(exc)
             if len(group) > 1:
@@ -328,7 +348,7 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
                   precision: Precision, batch_size: Optional[int] = None, long_audio: str = "truncate", *,
                   engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
                   gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None,
-                  verbose: bool = False) -> LabelReport:
+                  verbose: bool = False, task: str = "labels") -> LabelReport:
     """Label every clip of ``paths`` with ``family``'s model and write one line per clip to ``output``.
 
     Parameters
@@ -353,6 +373,9 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         interrupted under one resumes under the other).
     ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
         Ray options (:class:`auditoryhum.engine.ray_executor.RayExecutor`); ignored by ``"local"``.
+    task : {"labels", "caption"}
+        The output post-processing (:data:`POSTPROCESS`); ``family.system_prompt`` is the system
+        turn sent (``""``: none). Both are part of the resume key.
 
     Returns
     -------
@@ -365,6 +388,8 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         raise UserError(f"--long_audio must be one of {', '.join(LONG_AUDIO_CHOICES)}, got {long_audio!r}")
     if len(prompts) != len(paths):
         raise ValueError("run_labelling needs one prompt per clip")
+    if task not in POSTPROCESS:
+        raise UserError(f"--task must be one of {', '.join(POSTPROCESS)}, got {task!r}")
     batch_size = optional_positive_int(batch_size, "batch_size") or DEFAULT_BATCH_SIZE.get(precision.device, 1)
     executor = make_executor(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                              cpus_per_actor=cpus_per_actor, verbose=verbose)
@@ -391,6 +416,7 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
         "family": family.key,
         "model": model_identity(model_source),
         "system_prompt": family.system_prompt,
+        "task": task,
         "generation": GENERATION_SETTINGS,
         "seed": SEED,
         "device": precision.device,
@@ -401,7 +427,8 @@ def run_labelling(family: Family, model_source: str, paths: Sequence[str], promp
     }
     items = [Item(os.path.abspath(p), (p, q), path=p, extra_fp=digest(q)) for p, q in zip(paths, prompts)]
     spec = LabelSpec(family.key, model_source, precision, batch_size,
-                     window_s if long_audio == "window" and window_s is not None else None)
+                     window_s if long_audio == "window" and window_s is not None else None,
+                     system_prompt=family.system_prompt, task=task)
     result = run_resumable(output, key, items, spec, executor=executor, codec=TEXT, batch_size=batch_size,
                            desc=f"{family.title} labels", write=lambda values, _: write_lines(output, _lines(values)))
     return LabelReport(
