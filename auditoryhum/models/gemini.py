@@ -47,7 +47,7 @@ from auditoryhum.console import warn
 from auditoryhum.engine import Item, LocalExecutor, Step, StepSpec, TEXT, digest, run_resumable
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
-from auditoryhum.models.labeller import LabelReport, label_line
+from auditoryhum.models.labeller import POSTPROCESS, LabelReport
 
 # Decoding of the published recipe (SPEC.md: label_google_gen_ai_cloud.py).
 GENERATION_CONFIG = {"max_output_tokens": 1024, "temperature": 0.0, "top_p": 1.0, "seed": 100}
@@ -123,6 +123,10 @@ class GeminiSettings:
         Clips in flight at once.
     max_consecutive_failures : int
         Stop the run when this many clips in a row have failed (0: never).
+    system_prompt : str
+        System instruction of every clip's request (``""``: none, the published call).
+    task : {"labels", "caption"}
+        Post-processing of the answers (:data:`auditoryhum.models.labeller.POSTPROCESS`).
     """
 
     model: str
@@ -134,6 +138,8 @@ class GeminiSettings:
     inline_max_bytes: int = INLINE_MAX_BYTES
     concurrency: int = DEFAULT_CONCURRENCY
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
+    system_prompt: str = ""
+    task: str = "labels"
 
     def check(self) -> None:
         """Raise :class:`UserError` for a value no run can use."""
@@ -391,6 +397,8 @@ class GeminiLabeller:
         except Exception as exc:  # the SDK validates options eagerly
             raise UserError(f"cannot set up the Gemini client: {one_line(scrub(str(exc), settings.api_key))}") from None
         self.config = types.GenerateContentConfig(**GENERATION_CONFIG)
+        self.clip_config = (types.GenerateContentConfig(**GENERATION_CONFIG, system_instruction=settings.system_prompt)
+                            if settings.system_prompt else self.config)
 
     # -- the retry policy ------------------------------------------------------------------
 
@@ -462,7 +470,7 @@ class GeminiLabeller:
 
     def _generate(self, prompt: str, audio_part) -> str:
         response = self.call("generate_content", lambda: self.client.models.generate_content(
-            model=self.settings.model, contents=[prompt, audio_part], config=self.config))
+            model=self.settings.model, contents=[prompt, audio_part], config=self.clip_config))
         text = response.text
         if not text or not text.strip():
             raise CallFailed(CLIP, f"the model answered no text ({_why_empty(response)})")
@@ -536,7 +544,8 @@ def _why_empty(response) -> str:
 def journal_key(settings: GeminiSettings) -> Dict[str, Any]:
     """What makes two runs' labels comparable: the model and the decoding (never the key, and
     not the endpoint, which only routes the same model)."""
-    return {"tool": "label-gemini", "model": settings.model, "generation": GENERATION_CONFIG, "contents": "prompt,audio"}
+    return {"tool": "label-gemini", "model": settings.model, "generation": GENERATION_CONFIG, "contents": "prompt,audio",
+            "system": settings.system_prompt, "task": settings.task}
 
 
 @dataclass
@@ -567,7 +576,7 @@ class GeminiStep(Step):
     def _one(self, path: str, prompt: str):
         secret = self.settings.api_key
         try:
-            return label_line(self.labeller.describe_clip(path, prompt)), None
+            return POSTPROCESS[self.settings.task](self.labeller.describe_clip(path, prompt)), None
         except _Stopped:
             return None, f"{path}: abandoned (the run is stopping)"
         except CallFailed as exc:
