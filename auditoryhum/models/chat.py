@@ -161,6 +161,8 @@ def _messages(chat: ChatModel, system: str, prompt: str) -> List[Dict[str, Any]]
     def content(text: str):
         return [{"type": "text", "text": text}] if chat.structured else text
 
+    if not system:  # --system_prompt "": no system turn at all, not an empty one
+        return [{"role": "user", "content": content(prompt)}]
     if chat.system_in_user:
         return [{"role": "user", "content": content(f"{system}\n\n{prompt}")}]
     return [{"role": "system", "content": content(system)}, {"role": "user", "content": content(prompt)}]
