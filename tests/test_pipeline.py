@@ -121,11 +121,22 @@ def test_kill_at_any_moment_then_rerun_gives_the_same_bytes(example, tmp_path, m
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
     args = ["-m", "auditoryhum", "run", "--filedir", os.path.join(os.path.dirname(example.clips[0]), "*"),
             "--text_label_csv", example.label_file, "--st_model", minilm_path, "--quiet"]
-    for delay in (1.5, 4.0):
-        out = tmp_path / f"killed_{delay}"
+    import json
+
+    # killed once the manifest records n finished stages: mid-way through stage n + 1
+    for n in (1, 4):
+        out = tmp_path / f"killed_after_{n}"
         child = subprocess.Popen([sys.executable, *args, "--out_dir", str(out)], cwd=REPO, env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.time() + 240
+        while time.time() < deadline and child.poll() is None:
+            try:
+                if len(json.loads((out / "manifest.json").read_text())["steps"]) >= n:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.01)
+        assert child.poll() is None, "the run finished before it could be killed"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
         proc = subprocess.run([sys.executable, *args, "--out_dir", str(out)], cwd=REPO, env=env,
