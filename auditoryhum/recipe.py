@@ -26,6 +26,24 @@ QWEN_OMNI_SYSTEM_PROMPT = (
 LABEL_GENERATION_SETTINGS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "use_cache": True,
                              "temperature": 1.0}
 
+# --- the method's later revision (docs/revision-2.md) -------------------------------------------
+# Read from Australian-Future-Hearing-Initiative/prism-ml, folder prism-ml-auditoryhum/.
+#: User prompt of the revision's captions (``--task caption``): README "Use llama.cpp to caption
+#: audio" and auditoryhum_test_2_provided_labels_captions.sh at commit b098f36; no system turn.
+CAPTION_PROMPT = "Describe the auditory scene."
+#: The revision's composite-naming system text (``composite_label.py --system_prompt neutral``),
+#: quoted exactly from composite_label_qwen2_5o.py (variable ``system_role``) at commit
+#: b098f36fefa8e918a56fe5756158c2873938a24e.
+NEUTRAL_SYSTEM_PROMPT = (
+    "You are a neutral, objective informational engine. Provide factual, completely unbiased responses. "
+    "Do not use conversational filler, greetings, pleasantries, or concluding remarks. Answer the user's "
+    "prompt directly, using clear and structured language. If a topic is controversial or lacks consensus, "
+    "present the main viewpoints neutrally without taking a side."
+)
+#: Longest answer of the revision's composite_label_qwen2_5o.py (``max_new_tokens = 64``): the
+#: default of ``composite_label.py --prompt`` (cluster naming keeps its own default).
+REVISION_COMPOSITE_MAX_NEW_TOKENS = 64
+
 # --- resampling (util_resample.py) --------------------------------------------------------------
 #: The published target: 16 kHz, mono, signed 16-bit.
 RESAMPLE_RATE = 16000

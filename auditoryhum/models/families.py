@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # The published prompt and system messages (one definition: auditoryhum.recipe).
-from auditoryhum.recipe import PROMPT, QWEN_OMNI_SYSTEM_PROMPT, SCENE_SYSTEM_PROMPT  # noqa: F401
+from auditoryhum.recipe import CAPTION_PROMPT, PROMPT, QWEN_OMNI_SYSTEM_PROMPT, SCENE_SYSTEM_PROMPT  # noqa: F401
 
 
 def system_then_audio_and_text(system_prompt: str, user_prompt: str, audio_ref: str) -> List[Dict[str, Any]]:
@@ -19,18 +19,20 @@ def system_then_audio_and_text(system_prompt: str, user_prompt: str, audio_ref: 
     the audio followed by the text prompt.
 
     ``audio_ref`` only names the clip (the chat templates render an audio item as a placeholder
-    and never read it); the samples go to the processor separately.
+    and never read it); the samples go to the processor separately. An empty ``system_prompt``
+    (``--system_prompt ""``, ``--task caption``) leaves the system message out: the conversation
+    is the user turn only, as the revision's caption prompt is written.
     """
-    return [
-        {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
-        {
-            "role": "user",
-            "content": [
-                {"type": "audio", "audio": audio_ref},
-                {"type": "text", "text": user_prompt},
-            ],
-        },
-    ]
+    user = {
+        "role": "user",
+        "content": [
+            {"type": "audio", "audio": audio_ref},
+            {"type": "text", "text": user_prompt},
+        ],
+    }
+    if not system_prompt:
+        return [user]
+    return [{"role": "system", "content": [{"type": "text", "text": system_prompt}]}, user]
 
 
 def _whisper_window_seconds(processor) -> float:
@@ -48,6 +50,24 @@ def _gemma3n_window_seconds(processor) -> float:
     fe = processor.feature_extractor
     max_length = inspect.signature(fe.__call__).parameters["max_length"].default
     return max_length / fe.sampling_rate
+
+
+_CHATML_SYSTEM = "<|im_start|>system\n"
+_CHATML_END = "<|im_end|>\n"
+
+
+def drop_default_system_turn(text: str) -> str:
+    """``text`` without the system turn a ChatML template opens it with (``<|im_start|>system
+    ... <|im_end|>``); text that does not start with one is returned unchanged.
+
+    Only called for a conversation that has no system message, so such a turn is the
+    template's default, not the user's.
+    """
+    if text.startswith(_CHATML_SYSTEM):
+        end = text.find(_CHATML_END)
+        if end >= 0:
+            return text[end + len(_CHATML_END):]
+    return text
 
 
 @dataclass(frozen=True)
@@ -109,6 +129,19 @@ class Family:
 
     def build_conversation(self, user_prompt: str, audio_ref: str) -> List[Dict[str, Any]]:
         return self.conversation(self.system_prompt, user_prompt, audio_ref)
+
+    def render_conversation(self, processor, user_prompt: str, audio_ref: str) -> str:
+        """The chat-templated text of one clip's conversation, ending with the generation prompt.
+
+        With an empty :attr:`system_prompt` the text has no system turn at all: the ChatML
+        templates of Qwen2-Audio and the Qwen Omni models write a default one (``You are a
+        helpful assistant.``) when the conversation has none, and that turn is removed here
+        (:func:`drop_default_system_turn`), so the model sees the user turn only, as the
+        revision's caption prompt is written. Gemma-3n's template adds none.
+        """
+        text = processor.apply_chat_template(self.build_conversation(user_prompt, audio_ref),
+                                             add_generation_prompt=True, tokenize=False)
+        return text if self.system_prompt else drop_default_system_turn(text)
 
 
 FAMILIES: Dict[str, Family] = {
