@@ -74,10 +74,8 @@ POSTPROCESS = {"labels": label_line, "caption": caption_line}
 
 def render_prompts(processor, family: Family, prompts: Sequence[str], audio_refs: Sequence[str]) -> List[str]:
     """The chat-templated text of each clip's conversation, ending with the generation prompt."""
-    return [
-        processor.apply_chat_template(family.build_conversation(prompt, ref), add_generation_prompt=True, tokenize=False)
-        for prompt, ref in zip(prompts, audio_refs)
-    ]
+    # Family.render_conversation: an empty system prompt renders no system turn at all.
+    return [family.render_conversation(processor, prompt, ref) for prompt, ref in zip(prompts, audio_refs)]
 
 
 def prepare_inputs(processor, family: Family, clips: Sequence[np.ndarray], prompts: Sequence[str], audio_refs: Optional[Sequence[str]] = None):
