@@ -309,14 +309,26 @@ def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:
 # the algorithms
 
 
+def _kmeans_labels(space: np.ndarray, k: int, notes: List[str], cache=None) -> np.ndarray:
+    """The paper's seeded k-means on ``space``; with ``cache``, kept per (space, k): the fit is
+    deterministic, so a rerun at a known k reads the labels back."""
+    def compute():
+        from sklearn.cluster import KMeans
+
+        return _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(space), notes).astype(np.int64)
+
+    if cache is None:
+        return compute()
+    return cache.get_or_compute("kmeans-labels", _digest(np.ascontiguousarray(space)), {"n_clusters": int(k), **KMEANS_PARAMS},
+                                compute)
+
+
 def kmeans(X: np.ndarray, k: int, cache=None) -> ClusterResult:
     """``KMeans(init="k-means++", max_iter=300, random_state=100)`` on the raw rows."""
-    from sklearn.cluster import KMeans
-
     X = validate_rows(X)
     check_k(k, X.shape[0])
     notes: List[str] = []
-    labels = _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(X), notes)
+    labels = _kmeans_labels(X, k, notes, cache)
     result = ClusterResult("kmeans", labels.astype(np.int64), X, k, notes)
     _distinct_found(result)
     return result
@@ -336,13 +348,11 @@ def agglomerative(X: np.ndarray, k: int, cache=None) -> ClusterResult:
 
 def spectral(X: np.ndarray, k: int, cache=None) -> ClusterResult:
     """2-D spectral embedding, then the paper's k-means on it; silhouette in the embedding."""
-    from sklearn.cluster import KMeans
-
     X = validate_rows(X)
     check_k(k, X.shape[0])
     notes: List[str] = []
     embedding = spectral_embedding(X, notes, cache)
-    labels = _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(embedding), notes)
+    labels = _kmeans_labels(embedding, k, notes, cache)
     result = ClusterResult("spectral", labels.astype(np.int64), embedding, k, notes)
     _distinct_found(result)
     return result
@@ -411,25 +421,35 @@ def cluster(algorithm: str, X: np.ndarray, n_clusters: Optional[int] = None, min
 # the silhouette
 
 
-def silhouette(space: np.ndarray, labels: np.ndarray) -> Optional[float]:
+def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[float]:
     """Mean euclidean silhouette, exactly ``sklearn.metrics.silhouette_score(space, labels)``,
     or ``None`` when undefined.
 
     The silhouette needs between 2 and N - 1 distinct labels. HDBSCAN noise (-1) counts as
     one label, as in the reference pipeline. On large inputs with repeated rows the value is
     computed from the distinct rows (:func:`_silhouette_distinct`), bit for bit what
-    scikit-learn computes, in a fraction of the time.
+    scikit-learn computes, in a fraction of the time. With ``cache``, the value of one
+    (space, labels) pair is kept, so re-running a clustering does not recompute it.
     """
-    from sklearn.metrics import silhouette_score
-
     labels = np.asarray(labels)
     n_labels = np.unique(labels).size
     if n_labels < 2 or n_labels > len(labels) - 1:
         return None
-    fast = _silhouette_distinct(space, labels)
-    if fast is not None:
-        return fast
-    return float(silhouette_score(space, labels, metric="euclidean"))
+
+    def compute():
+        from sklearn.metrics import silhouette_score
+
+        fast = _silhouette_distinct(space, labels)
+        if fast is None:
+            fast = float(silhouette_score(space, labels, metric="euclidean"))
+        return np.array([fast], dtype=np.float64)
+
+    if cache is None:
+        return float(compute()[0])
+    from auditoryhum.io.array_cache import rows_digest
+
+    key = rows_digest(np.asarray(space)) + rows_digest(labels.astype(np.int64))
+    return float(cache.get_or_compute("silhouette", key, {"metric": "euclidean"}, compute)[0])
 
 
 # Below this many rows scikit-learn is fast enough; above, the distinct-row path pays off when
@@ -451,10 +471,6 @@ def _silhouette_distinct(space: np.ndarray, labels: np.ndarray) -> Optional[floa
     scikit-learn's working memory): for a single chunk scikit-learn uses symmetric shortcuts
     whose rounding differs, and this path steps aside.
     """
-    from sklearn import get_config
-    from sklearn.metrics import pairwise_distances
-    from sklearn.utils._chunking import get_chunk_n_rows
-
     X = np.asarray(space)
     n = X.shape[0]
     # float32 only: scikit-learn upcasts float32 chunks to float64 copies, whose products come
@@ -462,6 +478,10 @@ def _silhouette_distinct(space: np.ndarray, labels: np.ndarray) -> Optional[floa
     # noise between copies of a row then depends on their positions.
     if n < _FAST_MIN_ROWS or X.dtype != np.float32 or X.ndim != 2:
         return None
+    from sklearn import get_config
+    from sklearn.metrics import pairwise_distances
+    from sklearn.utils._chunking import get_chunk_n_rows
+
     chunk = get_chunk_n_rows(row_bytes=8 * n, max_n_rows=n, working_memory=get_config()["working_memory"])
     if chunk >= n:
         return None

@@ -121,7 +121,9 @@ def test_corrupt_or_stale_entries_are_recomputed_with_a_note(tmp_path, rows_npy,
     first = cluster(str(path), str(tmp_path / "a.csv"), str(tmp_path / "a.png"), algorithm="spectral", n_clusters=3,
                     cache_dir=str(cache_dir))
     entries = _entries(cache_dir)
-    assert len(entries) == 2  # the spectral embedding and the t-SNE layout
+    # The spectral embedding, the t-SNE layout, and what a rerun at this k reads back: the
+    # k-means labels on the embedding and the silhouette.
+    assert {p.parent.name for p in entries} == {"spectral-embedding", "tsne", "kmeans-labels", "silhouette"}
     for entry in entries:
         blob = bytearray(entry.read_bytes())
         if damage == "flip":
@@ -131,17 +133,16 @@ def test_corrupt_or_stale_entries_are_recomputed_with_a_note(tmp_path, rows_npy,
         elif damage == "garbage":
             blob = bytearray(b"not an array at all")
         entry.write_bytes(bytes(blob))
-    if damage == "swap":  # each entry holds the other's array: well formed, wrong key
-        a, b = entries
-        data_a, data_b = a.read_bytes(), b.read_bytes()
-        a.write_bytes(data_b)
-        b.write_bytes(data_a)
+    if damage == "swap":  # each entry holds another's array: well formed, wrong key
+        blobs = [p.read_bytes() for p in entries]
+        for p, blob in zip(entries, blobs[1:] + blobs[:1]):
+            p.write_bytes(blob)
     again = cluster(str(path), str(tmp_path / "b.csv"), str(tmp_path / "b.png"), algorithm="spectral", n_clusters=3,
                     cache_dir=str(cache_dir))
     assert again.labels == first.labels and again.silhouette == first.silhouette
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     flagged = [n for n in again.notes if "cache entry" in n]
-    assert len(flagged) == 2 and all("recomputed" in n for n in flagged), again.notes
+    assert len(flagged) == len(entries) and all("recomputed" in n for n in flagged), again.notes
     # Rewritten: the next run finds both entries sound.
     third = cluster(str(path), str(tmp_path / "c.csv"), None, algorithm="spectral", n_clusters=3, cache_dir=str(cache_dir))
     assert not [n for n in third.notes if "cache entry" in n]
@@ -170,7 +171,7 @@ def test_no_cache_writes_nothing_and_cli_flags(tmp_path, rows_npy):
     proc = run_script("cluster_ag.py", "--cluster_npy", path, "--n_clusters", 3, "--label_csv", tmp_path / "m.csv",
                       "--png_plot", tmp_path / "q.png", "--cache_dir", cache_dir)
     assert proc.returncode == 0, proc.stderr
-    assert {p.parent.name for p in _entries(cache_dir)} == {"ward-tree", "tsne"}
+    assert {p.parent.name for p in _entries(cache_dir)} == {"ward-tree", "tsne", "silhouette"}
     assert (tmp_path / "l.csv").read_bytes() == (tmp_path / "m.csv").read_bytes()
     assert (tmp_path / "p.png").read_bytes() == (tmp_path / "q.png").read_bytes()
 

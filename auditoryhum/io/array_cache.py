@@ -37,10 +37,16 @@ _FORMAT_VERSION = 1
 
 
 def _library_versions() -> str:
-    import scipy
-    import sklearn
+    # From the installed metadata: a warm run need not import scipy or scikit-learn at all.
+    from importlib.metadata import PackageNotFoundError, version
 
-    return f"numpy={np.__version__};scipy={scipy.__version__};sklearn={sklearn.__version__}"
+    found = []
+    for name in ("scipy", "scikit-learn"):
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=absent")
+    return ";".join([f"numpy={np.__version__}", *found])
 
 
 def rows_digest(rows: np.ndarray) -> str:

@@ -137,7 +137,7 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
         say_warning(cl.identical_warning(X.shape[0]))
         score = None
     else:
-        score = cl.silhouette(fitted.space, fitted.labels)
+        score = cl.silhouette(fitted.space, fitted.labels, cache)
     labels = cl.expand_labels(fitted.labels, mask)
 
     # Labels first: they are the result; the plot is a view of it.

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Benchmark of the paper's post-labelling clustering grid: cold cache, warm cache, cache disabled.
+
+Per dataset (sentence embeddings of the kept labels): the k sweep 2..840 (``cluster_sweep.py``,
+Ward), then agglomerative and spectral clustering at k = 2, the chosen k and the number of
+distinct labels U (``cluster_ag.py``, ``cluster_spectral.py``, each with its t-SNE plot), each
+followed by ``composite_label_stats.py``: 13 commands per dataset, 39 in all, each a fresh
+process as a user runs them (start-up counts).
+
+Three generated datasets of the paper's sizes: N = 5,075 / 9,968 / 14,400 clips with
+U = 668 / 435 / 639 distinct labels (word pairs drawn with a Zipf-like frequency), each label a
+768-d float32 unit vector near one of 40 topic centres (like all-mpnet-base-v2 rows).
+
+The grid runs three times in one go: cold (empty cache), warm (the same cache again) and
+disabled (``--no_cache``, every command recomputes the t-SNE layout, embedding and tree); then
+one clustering at a new k on the warm cache at N = 14,400. Printed: each grid's time, the
+ratios, the slowest commands, the new-k time and the peak RSS of any command; and a check that
+the three grids wrote identical cluster ids and printed identical silhouettes.
+
+Targets on the 2-core development machine: cold <= 180 s, warm <= 60 s, new k <= 2 s.
+Run: ``.venv/bin/python benchmarks/bench_paper_grid.py`` (about 15 minutes; ``--scale 0.2`` for a
+quick look, ``--modes cold,warm`` to skip the slow disabled grid).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = [("advance", 5075, 668), ("ahead", 9968, 435), ("tau2019", 14400, 639)]
+TARGETS = {"cold": 180.0, "warm": 60.0, "new_k": 2.0}
+WORDS = ("bird car dog wind rain engine voice crowd music traffic water footsteps door horn siren train bell "
+         "machine keyboard laughter applause thunder insects baby speech children birds river wave tram bus "
+         "metro airport street park shop mall office kitchen fan hum beep click chirp bark roar rustle").split()
+
+
+def make_dataset(folder: Path, name: str, n: int, u: int, seed: int):
+    """Write ``<name>.npy`` (N x 768 float32) and ``<name>_scores.csv`` (the kept labels) into folder."""
+    rng = np.random.default_rng(seed)
+    labels = []
+    seen = set()
+    while len(labels) < u:
+        pair = f"{WORDS[rng.integers(len(WORDS))]} {WORDS[rng.integers(len(WORDS))]}"
+        if pair not in seen:
+            seen.add(pair)
+            labels.append(pair)
+    centre = rng.normal(size=(40, 768))
+    rows = centre[rng.integers(0, 40, u)] + 0.6 * rng.normal(size=(u, 768))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    weight = 1.0 / np.arange(1, u + 1) ** 1.1  # Zipf-like: a few labels cover most clips
+    pick = np.concatenate([np.arange(u), rng.choice(u, n - u, p=weight / weight.sum())])
+    rng.shuffle(pick)
+    np.save(folder / f"{name}.npy", rows[pick].astype(np.float32))
+    with open(folder / f"{name}_scores.csv", "w", encoding="utf-8") as f:
+        for i, j in enumerate(pick, start=1):
+            f.write(f"{i}, clips/{name}_{i:05d}.wav, {labels[j]}, {0.2 + 0.3 * rng.random():.6f}\n")
+
+
+def timed(script, *args):
+    """Run a top-level script in a fresh process; return (seconds, peak RSS bytes, stdout)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env.pop("AUDITORYHUM_RUN_LOG", None)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code != 0:
+        raise SystemExit(f"{script} {' '.join(map(str, args))} failed (exit {code}):\n{stderr}")
+    return seconds, usage.ru_maxrss * 1024, stdout
+
+
+def run_grid(data: Path, out: Path, cache_flags, datasets):
+    """The 39-command grid; returns (total seconds, peak RSS, per-command times, printed silhouettes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    total, peak, times, silhouettes = 0.0, 0, [], {}
+    for name, n, u in datasets:
+        npy = data / f"{name}.npy"
+        scores = data / f"{name}_scores.csv"
+        sweep_csv = out / f"{name}_sweep.csv"
+        s, rss, _ = timed("cluster_sweep.py", "--cluster_npy", npy, "--sweep_csv", sweep_csv, "--quiet", *cache_flags)
+        total, peak = total + s, max(peak, rss)
+        times.append((s, f"{name} sweep"))
+        with open(out / f"{name}_sweep_decision.json", encoding="utf-8") as f:
+            chosen = json.load(f)["chosen_k"]
+        for algorithm, script in (("ag", "cluster_ag.py"), ("spectral", "cluster_spectral.py")):
+            for k in sorted({2, chosen, u}):
+                ids = out / f"{name}_{algorithm}_{k}.csv"
+                s, rss, stdout = timed(script, "--cluster_npy", npy, "--n_clusters", k, "--label_csv", ids,
+                                       "--png_plot", out / f"{name}_{algorithm}_{k}.png", "--quiet", *cache_flags)
+                silhouettes[(name, algorithm, k)] = stdout.strip().splitlines()[-1]
+                s2, rss2, _ = timed("composite_label_stats.py", "--label_csv", ids, "--top_label_scores_csv", scores, "--quiet")
+                total, peak = total + s + s2, max(peak, rss, rss2)
+                times.append((s, f"{name} {algorithm} k={k}"))
+                times.append((s2, f"{name} composite stats {algorithm} k={k}"))
+    return total, peak, times, silhouettes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default="cold,warm,disabled", help="grids to run, in order (default: all three)")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink N and U by this factor (quick look; targets apply at 1)")
+    args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    datasets = [(name, max(60, int(n * args.scale)), max(20, int(u * args.scale))) for name, n, u in SIZES]
+    print(f"machine: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_grid_") as tmp:
+        tmp = Path(tmp)
+        (tmp / "data").mkdir()
+        for seed, (name, n, u) in enumerate(datasets):
+            make_dataset(tmp / "data", name, n, u, seed)
+        print("datasets: " + ", ".join(f"{name} N = {n}, U = {u}" for name, n, u in datasets))
+        cache = tmp / "cache"
+        for mode in modes:
+            flags = ["--no_cache"] if mode == "disabled" else ["--cache_dir", cache]
+            total, peak, times, sil = run_grid(tmp / "data", tmp / mode, flags, datasets)
+            results[mode] = (total, peak, sil)
+            slowest = ", ".join(f"{label} {s:.1f} s" for s, label in sorted(times, reverse=True)[:4])
+            print(f"{mode:>8} grid: {total:7.1f} s for {len(times)} commands; peak RSS {peak / 2**30:.2f} GiB; slowest: {slowest}")
+        if "warm" in modes or "cold" in modes:
+            name, n, u = datasets[-1]
+            new_k = max(3, min(u - 1, 100))
+            s, rss, stdout = timed("cluster_ag.py", "--cluster_npy", tmp / "data" / f"{name}.npy", "--n_clusters", new_k,
+                                   "--label_csv", tmp / "newk.csv", "--png_plot", tmp / "newk.png", "--quiet", "--cache_dir", cache)
+            results["new_k"] = (s, rss, None)
+            print(f"new k: cluster_ag.py --n_clusters {new_k} at N = {n} on the warm cache: {s:.2f} s, peak RSS {rss / 2**30:.2f} GiB")
+            s, _, _ = timed("cluster_spectral.py", "--cluster_npy", tmp / "data" / f"{name}.npy", "--n_clusters", new_k,
+                            "--label_csv", tmp / "newk_sp.csv", "--png_plot", tmp / "newk_sp.png", "--quiet", "--cache_dir", cache)
+            print(f"new k: cluster_spectral.py --n_clusters {new_k} at N = {n} on the warm cache: {s:.2f} s")
+        # The grids must agree exactly: ids byte for byte, printed silhouettes character for character.
+        ran = [m for m in modes if m in results]
+        for mode in ran[1:]:
+            same_ids = all((tmp / mode / p.name).read_bytes() == p.read_bytes() for p in (tmp / ran[0]).glob("*_*_*.csv"))
+            same_sil = results[mode][2] == results[ran[0]][2]
+            print(f"{mode} vs {ran[0]}: cluster ids identical: {same_ids}; silhouettes identical: {same_sil}")
+            if not (same_ids and same_sil):
+                raise SystemExit("the grids disagree")
+    if "cold" in results and "warm" in results:
+        print(f"ratio cold / warm: {results['cold'][0] / results['warm'][0]:.1f}x")
+    if "disabled" in results:
+        for mode in ("cold", "warm"):
+            if mode in results:
+                print(f"ratio disabled / {mode}: {results['disabled'][0] / results[mode][0]:.1f}x")
+    if args.scale == 1.0:
+        for mode, target in TARGETS.items():
+            if mode in results:
+                verdict = "met" if results[mode][0] <= target else "MISSED"
+                print(f"target {mode} <= {target:g} s: {results[mode][0]:.1f} s, {verdict}")
+
+
+if __name__ == "__main__":
+    main()
