@@ -17,7 +17,10 @@ def _pyplot():
 
 
 def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: str) -> None:
-    """Scatter 2-D ``points`` coloured by cluster (noise -1 in grey) into a 12x12 in PNG, atomically."""
+    """Scatter 2-D ``points`` coloured by cluster (noise -1 in grey) into a 12x12 in PNG, atomically.
+
+    Rows without a label (id -2) are never passed here: they have no point in the layout.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 12))
     try:

@@ -739,13 +739,17 @@ def render_clusters(report: ReportData) -> str:
             "the cluster ids from cluster_*.py",
         )
     rows = data.rows
-    n_noise = next((r.size for r in rows if r.cluster < 0), 0) or 0
+    n_noise = next((r.size for r in rows if r.cluster == -1), 0) or 0
+    # -2: clips without a label (auditoryhum.clustering.NO_LABEL_CLUSTER), left out of clustering.
+    n_no_label = next((r.size for r in rows if r.cluster == -2), 0) or 0
     n_clusters = sum(1 for r in rows if r.cluster >= 0)
     items = [_figure("n-clusters", "Clusters", str(n_clusters), n_clusters)]
     if data.n_clips is not None:
         items.insert(0, _figure("cluster-clips", "Clips", str(data.n_clips), data.n_clips))
     if n_noise:
         items.append(_figure("noise", "Noise clips (HDBSCAN -1)", str(n_noise), n_noise))
+    if n_no_label:
+        items.append(_figure("no-label", "Clips without a label (-2, not clustered)", str(n_no_label), n_no_label))
     if data.n_labels is not None:
         items += [
             _figure("n-labels", "Distinct labels", str(data.n_labels), data.n_labels),
@@ -761,7 +765,7 @@ def render_clusters(report: ReportData) -> str:
         body.append(f'<p class="missing">{"; ".join(n[0].upper() + n[1:] for n in notes)}.</p>')
     trs = []
     for row in rows:
-        name = "noise" if row.cluster < 0 else str(row.cluster)
+        name = {-1: "noise", -2: "no label"}.get(row.cluster, str(row.cluster))
         share = (row.size / data.n_clips) if (row.size is not None and data.n_clips) else None
         composite = _e(row.composite_label) if row.composite_label else '<span class="none">&ndash;</span>'
         if row.top_labels is not None:

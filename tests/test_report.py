@@ -642,3 +642,15 @@ def test_report_html_never_overwrites_an_input(tmp_path):
         proc = run_script("report.py", "--html", target, "--sweep_csv", table, cwd=tmp_path, env=NO_LOG)
         assert_one_line_error(proc, "--html is the same file as input", "sweep_csv")
     assert table.read_bytes() == before
+
+
+def test_cluster_table_names_noise_and_clips_without_a_label(tmp_path):
+    labels = ["wind noise", "rain", "", "car horn", "car horn", ""]
+    ids = [0, 0, -2, 1, -1, -2]
+    scores = _scores_file(tmp_path / "s.csv", [(f"{i}.wav", lab, 0.5) for i, lab in enumerate(labels)])
+    (tmp_path / "ids.csv").write_text("".join(f"{c}\n" for c in ids))
+    data, text = _report(tmp_path, cluster_csv=tmp_path / "ids.csv", top_label_scores_csv=scores)
+    page = _parse(text)
+    assert page.text_by_id["fig-no-label"].startswith("2") and page.text_by_id["fig-noise"].startswith("1")
+    assert page.text_by_id["fig-n-clusters"].startswith("2")
+    assert 'data-cluster="-2"><th scope="row" class="num">no label</th>' in text
