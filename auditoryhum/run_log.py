@@ -4,8 +4,11 @@ When the environment variable ``AUDITORYHUM_RUN_LOG`` names a file, every comman
 the CLI appends one line to it: the command, its argv (values of secret flags such as
 ``--api_key`` replaced by ``***``), a shell line that repeats it, the working folder, start and
 end time (UTC, ISO 8601), the exit code, the versions of Python and the main libraries, the
-git commit of the toolkit when it runs from a git checkout, and the fixed seeds and
-hyper-parameters of the clustering stage. ``report.py --run_log`` turns the log into a
+git commit of the toolkit when it runs from a git checkout, the fixed seeds and
+hyper-parameters of the clustering stage, and the effective settings of the stages the command
+ran (``settings``: e.g. the scoring stage's ``label_limit`` and ``candidates``, a labeller's
+``task``, ``prompt`` and ``system_prompt``, defaults included), which each stage reports with
+:func:`record_settings`. ``report.py --run_log`` turns the log into a
 copy-pasteable listing.
 
 The log is written and read only here. Each line is appended with a single ``write`` to a
@@ -241,6 +244,29 @@ def toolkit_parameters() -> dict:
     }
 
 
+# Settings the stages of the command being recorded report (record_settings); None when no
+# command is being recorded, so a library call outside the CLI keeps nothing.
+_settings: Optional[Dict[str, dict]] = None
+
+
+def record_settings(stage: str, values: dict) -> None:
+    """Note the effective settings of ``stage`` for the run-log line of the command now running.
+
+    A stage calls this with the values it ran with (defaults resolved), so the log says them
+    even when no flag was given. A no-op when no command is being recorded. A stage run twice
+    in one command (the pipeline) keeps its last values.
+
+    Parameters
+    ----------
+    stage : str
+        The stage's name (``features_clap_text``, ``label``, ``composite``).
+    values : dict
+        JSON-serialisable values (str, int, float, bool, None).
+    """
+    if _settings is not None:
+        _settings[stage] = dict(values)
+
+
 def make_entry(
     command: str,
     argv: Sequence[str],
@@ -249,8 +275,10 @@ def make_entry(
     ended: str,
     duration_s: float,
     exit_code: int,
+    settings: Optional[Dict[str, dict]] = None,
 ) -> dict:
-    """One run-log record (see the module docstring); ``argv`` is scrubbed here."""
+    """One run-log record (see the module docstring); ``argv`` is scrubbed here; ``settings``:
+    stage name -> the effective settings it reported (:func:`record_settings`)."""
     scrubbed = scrub_argv(argv)
     return {
         "schema": SCHEMA,
@@ -266,6 +294,7 @@ def make_entry(
         "platform": platform.platform(terse=True),
         "git_commit": git_commit(),
         "parameters": toolkit_parameters(),
+        "settings": dict(settings or {}),
     }
 
 
@@ -328,6 +357,8 @@ def recorded(command: str, run: Callable[[], int]) -> int:
         cwd = None
     argv = list(sys.argv)
     code = 1
+    global _settings
+    _settings = {}
     try:
         code = run()
         return code
@@ -335,8 +366,9 @@ def recorded(command: str, run: Callable[[], int]) -> int:
         code = _exit_code_of(exc)
         raise
     finally:
+        settings, _settings = _settings, None
         try:
-            entry = make_entry(command, argv, cwd, started, utc_now(), time.monotonic() - clock, int(code))
+            entry = make_entry(command, argv, cwd, started, utc_now(), time.monotonic() - clock, int(code), settings)
             append_line(path, encode_entry(entry))
         except Exception as exc:  # never let the log change the command's outcome
             from auditoryhum.console import warn

@@ -4,9 +4,9 @@ against the revision's four test scripts (prism-ml commits b098f36 and e739591),
 The revision's steps are written below as data, translated to this toolkit's scripts (the
 deviations are listed beside them). The listing must hold exactly those steps in that order;
 every file a step reads must have been written by an earlier step or come from the
-supplementary data; every flag must be accepted by the toolkit's parser (flags that other
-engineers are still adding are listed in PENDING_FLAGS and checked for real once they exist);
-and a real run with stub programs must execute exactly the listed commands.
+supplementary data; every flag must be accepted by the toolkit's parser, with the values the
+listing gives (``--label_limit``, ``--candidates``, ``--task`` included); and a real run with
+stub programs must execute exactly the listed commands.
 """
 
 import argparse
@@ -30,11 +30,6 @@ LABELLERS = [  # (file stem, script, model flag, model) as in the revision's tes
     ("qwen2_5o", "label_qwen2_5o.py", "--qwen2_5o_model", "Qwen2.5-Omni-7B"),
 ]
 
-# Flags named in the listing that their owners have not added yet; parsed for real once they exist.
-PENDING_FLAGS = {
-    "features_clap_text.py": {"--label_limit", "--candidates"},
-    "label_qwen2_5o.py": {"--task"},
-}
 READS = {
     "util_merge_csv.py": ["--csv1", "--csv2"],
     "features_clap_text.py": ["--clap_npy", "--text_label_csv"],
@@ -265,8 +260,25 @@ def test_flags_are_the_toolkits(steps):
             continue
         assert (REPO / s.script).exists(), s.script
         args, unknown = _parser(s.script).parse_known_args(s.args)  # exits (fails the test) on a bad value
-        pending = set(unknown[::2])
-        assert pending <= PENDING_FLAGS.get(s.script, set()), (s.script, pending)
+        assert not unknown, (s.script, unknown)
+
+
+def test_revision_options_reach_the_stages_as_the_revision_sets_them(steps):
+    """Test 1 scores with the 2-word limit; test 2 scores provided labels and captions whole,
+    captions as one candidate each; captions come from the caption task of Qwen2.5-Omni."""
+    scoring = {s.flags["--top_label_scores_csv"]: _parser(s.script).parse_args(s.args)
+               for s in steps if s.script == "features_clap_text.py"}
+    for out, args in scoring.items():
+        if out.endswith("_captions_top_scores.csv"):
+            assert (args.label_limit, args.candidates) == (0, "line"), out
+        elif out.endswith("_provided_labels_scores.csv"):
+            assert (args.label_limit, args.candidates) == (0, "split"), out
+        else:
+            assert (args.label_limit, args.candidates) == (2, "split"), out
+    captions = [_parser(s.script).parse_args(s.args) for s in steps
+                if s.script == "label_qwen2_5o.py" and s.flags["--text_label_csv"].endswith("_captions.csv")]
+    assert len(captions) == len(DATASETS)
+    assert all((a.task, a.prompt, a.system_prompt) == ("caption", None, None) for a in captions)
 
 
 def test_provided_labels_mode_copies_labels_and_captions(tmp_path):

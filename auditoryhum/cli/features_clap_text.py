@@ -1,6 +1,6 @@
 """features_clap_text.py: keep each clip's best-matching label by CLAP audio-text similarity."""
 
-from auditoryhum.cli.options import add_batch_size, add_device, add_filedir
+from auditoryhum.cli.options import add_batch_size, add_candidate_arguments, add_device, add_filedir
 from auditoryhum.stages.score import CLAP_TEXT_BATCH_SIZE
 
 
@@ -16,12 +16,14 @@ def add_arguments(parser, name):
     parser.add_argument("--cache_dir", default=None,
                         help="text-embedding cache folder (default: $XDG_CACHE_HOME/auditoryhum, else ~/.cache/auditoryhum)")
     parser.add_argument("--no_cache", action="store_true", help="neither read nor write the text-embedding cache")
+    add_candidate_arguments(parser)
 
 
 def run(args, name):
     from auditoryhum.stages.score import score_labels
 
     result = score_labels(args.filedir, args.clap_model, args.clap_npy, args.text_label_csv, args.top_label_scores_csv,
-                          device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir, no_cache=args.no_cache)
+                          device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir, no_cache=args.no_cache,
+                          label_limit=args.label_limit, candidates=args.candidates)
     print(f"Mean CLAP score: {result.mean_score}")
     return 0

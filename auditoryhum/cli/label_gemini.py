@@ -6,7 +6,7 @@ one ``error:`` line when the run stopped early: a missing, wrong or unauthorised
 unknown model, or too many clips failing in a row (finished clips are kept for the rerun).
 """
 
-from auditoryhum.cli.options import add_annotations, add_filedir, add_gemini_arguments, gemini_options
+from auditoryhum.cli.options import add_annotations, add_filedir, add_gemini_arguments, add_prompt_arguments, gemini_options
 from auditoryhum.stages._base import light_constant
 
 
@@ -23,6 +23,7 @@ def add_arguments(parser, name):
                         help=f"clips up to this many bytes are sent inline; larger ones are uploaded with the Files API once "
                              f"and deleted afterwards (default {inline}, under the API's 20 MB request limit "
                              f"after base64; 0 uploads every clip)")
+    add_prompt_arguments(parser, "none, as the published call")
     add_gemini_arguments(parser, "clips")
 
 
@@ -31,8 +32,10 @@ def run(args, name):
     from auditoryhum.stages.label import label_gemini
 
     result = label_gemini(args.filedir, args.genai_id, args.text_label_csv, annotations=args.annotations,
-                          concurrency=args.concurrency, inline_max_bytes=args.inline_max_bytes, **gemini_options(args))
-    print(f"Gemini ({result.model}) labels of {len(result.paths)} clips -> {args.text_label_csv}")
+                          concurrency=args.concurrency, inline_max_bytes=args.inline_max_bytes, task=args.task, prompt=args.prompt,
+                          system_prompt=args.system_prompt, **gemini_options(args))
+    what = "captions" if args.task == "caption" else "labels"
+    print(f"Gemini ({result.model}) {what} of {len(result.paths)} clips -> {args.text_label_csv}")
     # each failure was printed as it happened
     return report_failures(result.failures, len(result.paths),
                            "their label lines are empty (rerun the same command to retry only those)", listed=True)

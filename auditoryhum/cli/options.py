@@ -99,6 +99,51 @@ def add_gemini_arguments(group, unit: str) -> None:
                             f"{max_failures}; 0: never); a rerun resumes")
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is less than 0")
+    return value
+
+
+def add_candidate_arguments(parser) -> None:
+    """``--label_limit`` and ``--candidates``: what a scoring candidate is (the method's later revision)."""
+    from auditoryhum.labels import CANDIDATE_MODES
+    from auditoryhum.recipe import LABEL_WORD_LIMIT
+
+    parser.add_argument("--label_limit", type=non_negative_int, default=LABEL_WORD_LIMIT,
+                        help=f"words kept of each candidate label (default {LABEL_WORD_LIMIT}, the published rule); "
+                             f"0 keeps the whole candidate (the revision's setting for a dataset's own labels and captions)")
+    parser.add_argument("--candidates", default="split", choices=CANDIDATE_MODES,
+                        help="split (default): every comma-separated part of a line is a candidate; line: the whole "
+                             "line is one candidate (a caption, a class name holding commas)")
+
+
+def add_prompt_arguments(parser, system_default: str) -> None:
+    """``--task``, ``--prompt`` and ``--system_prompt`` of the labellers (the method's later revision).
+
+    ``system_default`` says in the help what the system turn is without the flag.
+    """
+    from auditoryhum.recipe import CAPTION_PROMPT, PROMPT
+    from auditoryhum.stages.label import LABEL_TASKS
+
+    parser.add_argument("--task", default="labels", choices=LABEL_TASKS,
+                        help=f"labels (default): the published word-pair prompt, its system turn and the label "
+                             f"post-processing (one line of comma-separated labels); caption: the revision's prompt "
+                             f"{CAPTION_PROMPT!r}, no system turn, and a free caption kept as written on one line "
+                             f"(its commas become semicolons, so it scores as one candidate)")
+    parser.add_argument("--prompt", default=None,
+                        help=f"user prompt of every clip instead of the task's (labels: {PROMPT!r}); an "
+                             f"--annotations hint is still appended after one space")
+    parser.add_argument("--system_prompt", default=None,
+                        help=f"system turn instead of the task's (labels: {system_default}; caption: none); "
+                             f"'' sends no system turn at all")
+
+
 def gemini_options(args) -> dict:
     """The keyword arguments of the Gemini flags, for a stage function."""
     return {"api_key": args.api_key, "base_url": args.base_url, "max_retries": args.max_retries, "timeout": args.timeout,

@@ -15,6 +15,26 @@ DEFAULT_TOP_LABELS = light_constant("auditoryhum.composite", "DEFAULT_TOP_LABELS
 #: Longest answer of a Hugging Face chat model (``auditoryhum.models.chat.DEFAULT_MAX_NEW_TOKENS``).
 DEFAULT_MAX_NEW_TOKENS = light_constant("auditoryhum.models.chat", "DEFAULT_MAX_NEW_TOKENS")
 BACKENDS = ("hf", "gemini")
+#: ``system_prompt`` presets: ``neutral`` is the revision's system text
+#: (:data:`auditoryhum.recipe.NEUTRAL_SYSTEM_PROMPT`); any other value is used verbatim.
+SYSTEM_PRESETS = ("neutral",)
+
+
+def resolve_system_prompt(system_prompt: Optional[str]) -> Optional[str]:
+    """The system text a ``system_prompt`` option stands for: ``None`` stays ``None`` (the
+    mode's default), ``"neutral"`` is the revision's text, anything else is used verbatim
+    (stripped; ``""``: no system message)."""
+    if system_prompt is None:
+        return None
+    if not isinstance(system_prompt, str):
+        from auditoryhum.errors import ParameterError
+
+        raise ParameterError("system_prompt", f"must be text, 'neutral' or '' (no system message), got {system_prompt!r}")
+    if system_prompt.strip() == "neutral":
+        from auditoryhum.recipe import NEUTRAL_SYSTEM_PROMPT
+
+        return NEUTRAL_SYSTEM_PROMPT
+    return system_prompt.strip()
 
 
 def default_json_path(taxonomy_csv: str) -> str:
@@ -89,7 +109,8 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
                      quantization: str = "auto", batch_size: Optional[int] = None, api_key: Optional[str] = None,
                      base_url: Optional[str] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None,
                      retry_base_delay: Optional[float] = None,
-                     max_consecutive_failures: Optional[int] = None) -> CompositeLabelsResult:
+                     max_consecutive_failures: Optional[int] = None,
+                     system_prompt: Optional[str] = None) -> CompositeLabelsResult:
     """Name every cluster with a short composite label from an LLM, resumably.
 
     Parameters
@@ -114,6 +135,12 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
         hf: as :func:`auditoryhum.label` (batch: clusters per generation batch).
     api_key, base_url, max_retries, timeout, retry_base_delay, max_consecutive_failures
         gemini: as :func:`auditoryhum.label_gemini`.
+    system_prompt : str, optional
+        The system message instead of the toolkit's composite instruction (which a Qwen Omni
+        model gets after its identity prompt): ``"neutral"`` is the revision's text
+        (:data:`auditoryhum.recipe.NEUTRAL_SYSTEM_PROMPT`), any other text is sent verbatim,
+        ``""`` sends none (the model's chat template may still write its own default). Part of
+        the resume key and of the JSON document.
     """
     from auditoryhum.errors import UserError
     from auditoryhum.validation import one_of, optional_positive_int, positive_int
@@ -123,6 +150,7 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
     max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
     batch_size = optional_positive_int(batch_size, "batch_size")
     _check_precision(device, dtype, quantization)
+    system = resolve_system_prompt(system_prompt)
     json_path = json or default_json_path(taxonomy_csv)
     if os.path.abspath(json_path) == os.path.abspath(taxonomy_csv):
         from auditoryhum.stages._base import MentionError
@@ -161,6 +189,11 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
 
             precision = resolve_precision(device, dtype, quantization)
             chat = HFChatBackend(model, precision, batch_size, max_new_tokens, COMPOSITE_SYSTEM_INSTRUCTION)
+        if system is not None:
+            # Verbatim, as the revision sends it: no Qwen identity prompt in front (the backend's
+            # journal key, step and JSON document all read this attribute).
+            chat.system = system
+        _record_composite("composite", chat.system, max_new_tokens if backend == "hf" else None, None)
 
         from auditoryhum.models.chat import run_composite_labelling
 
@@ -176,3 +209,99 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
         outputs={"taxonomy_csv": str(taxonomy_csv), "json": str(json_path)}, failures=list(report.failures),
         labels=labels, n_named=sum(1 for c, r in report.results.items() if c != NOISE_CLUSTER and r.error is None),
         n_clusters=sum(1 for c in stats.per_cluster if c != NOISE_CLUSTER), has_noise=NOISE_CLUSTER in stats.per_cluster)
+
+
+def _record_composite(stage: str, system: str, max_new_tokens: Optional[int], prompt: Optional[str]) -> None:
+    from auditoryhum.run_log import record_settings
+
+    record_settings(stage, {"system_prompt": system, "max_new_tokens": max_new_tokens, "prompt": prompt})
+
+
+@dataclass
+class CompositePromptResult(StageResult):
+    """The model's answer to one free prompt (:func:`composite_prompt`); nothing is written."""
+
+    answer: str = ""
+    system: str = ""
+
+
+def composite_prompt(prompt: str, *, model: str, backend: str = "hf", system_prompt: Optional[str] = "neutral",
+                     max_new_tokens: Optional[int] = None, device: str = "auto", dtype: str = "auto",
+                     quantization: str = "auto", api_key: Optional[str] = None, base_url: Optional[str] = None,
+                     max_retries: Optional[int] = None, timeout: Optional[float] = None,
+                     retry_base_delay: Optional[float] = None) -> CompositePromptResult:
+    """The chat model's answer to one prompt, as the revision's ``composite_label_qwen2_5o.py --prompt``.
+
+    The revision names a cluster by writing its label distribution into a prompt by hand (README:
+    ``Provide a short sentence to describe this set of audio samples. The frequency distribution
+    of individual labels ... : human conversation, 2; ...; total samples: 1253``) and printing the
+    answer. Here: seed 100, greedy decoding, at most ``max_new_tokens`` new tokens, only the new
+    tokens decoded (special tokens skipped), a system message then the user message.
+
+    Parameters
+    ----------
+    prompt : str
+        The user message (not blank).
+    model : str
+        hf: chat model folder or hub id (the revision: Qwen2.5-Omni); gemini: model id.
+    backend : {"hf", "gemini"}
+    system_prompt : str or None, default "neutral"
+        ``"neutral"``: the revision's system text (:data:`auditoryhum.recipe.NEUTRAL_SYSTEM_PROMPT`);
+        other text verbatim; ``""`` or ``None``: no system message.
+    max_new_tokens : int, optional
+        hf: longest answer in tokens (default 64, the revision's:
+        :data:`auditoryhum.recipe.REVISION_COMPOSITE_MAX_NEW_TOKENS`); gemini keeps its budget.
+    device, dtype, quantization
+        hf: as :func:`composite_labels`.
+    api_key, base_url, max_retries, timeout, retry_base_delay
+        gemini: as :func:`composite_labels`.
+
+    Returns
+    -------
+    CompositePromptResult
+        ``answer``: the raw decoded answer (stripped of surrounding whitespace); ``system``: the
+        system text sent (``""``: none). ``outputs`` is empty.
+    """
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.recipe import REVISION_COMPOSITE_MAX_NEW_TOKENS, SEED
+    from auditoryhum.validation import one_of, positive_int
+
+    one_of(backend, BACKENDS, "backend")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ParameterError("prompt", "is empty; give the text to send to the model")
+    max_new_tokens = positive_int(REVISION_COMPOSITE_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens,
+                                  "max_new_tokens")
+    _check_precision(device, dtype, quantization)
+    system = resolve_system_prompt(system_prompt) or ""
+    _record_composite("composite (prompt)", system, max_new_tokens if backend == "hf" else None, prompt)
+    if backend == "gemini":
+        from auditoryhum.models import gemini
+
+        settings, _ = gemini_settings(model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                      timeout=timeout, retry_base_delay=retry_base_delay)
+
+        def ask() -> str:
+            try:
+                return gemini.GeminiLabeller(settings).describe_text(prompt, system or None)
+            except gemini.CallFailed as exc:
+                from auditoryhum.errors import UserError
+
+                raise UserError(gemini.scrub(exc.message, settings.api_key)) from None
+
+        return CompositePromptResult(answer=without_key_in_errors(settings.api_key, ask, "answers").strip(), system=system)
+    from auditoryhum.models.loader import check_source
+
+    with as_parameter("model"):
+        check_source(model, "model")
+    from auditoryhum.console import note
+    from auditoryhum.engine.common import seed_everything
+    from auditoryhum.models.chat import generate_batch, load_chat_model
+    from auditoryhum.models.device import resolve_precision
+
+    precision = resolve_precision(device, dtype, quantization)
+    note(precision.describe())
+    seed_everything(SEED)
+    with as_parameter("model"):
+        chat = load_chat_model(model, precision, "model")
+    answer = generate_batch(chat, system, [prompt.strip()], max_new_tokens)[0]
+    return CompositePromptResult(answer=answer.strip(), system=system)

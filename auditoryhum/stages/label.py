@@ -14,6 +14,9 @@ MAX_HINT_CHARS = 2000
 
 #: The families :func:`label` accepts (``auditoryhum.models.families.FAMILIES``).
 LABEL_FAMILIES = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n")
+#: ``--task`` presets (``auditoryhum.models.labeller.POSTPROCESS``): ``labels``, the published
+#: word pairs; ``caption``, the revision's free caption (its prompt, no system turn, one line).
+LABEL_TASKS = ("labels", "caption")
 
 
 @dataclass
@@ -35,8 +38,34 @@ class LabelResult(StageResult):
     model: str = ""
 
 
-def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips: str = "the clips") -> List[str]:
-    """The user prompt of every clip: the published prompt, plus its hint from ``annotations`` if any.
+def resolve_prompts(task: str, prompt: Optional[str], system_prompt: Optional[str], family_system: str):
+    """``(prompt, system_prompt)`` a labelling run sends: the ``task``'s preset, unless given.
+
+    ``labels``: :data:`auditoryhum.recipe.PROMPT` and ``family_system`` (the family's system
+    prompt); ``caption``: :data:`auditoryhum.recipe.CAPTION_PROMPT` and ``""`` (no system turn).
+    An explicit ``prompt`` or ``system_prompt`` overrides the preset (``system_prompt=""``: no
+    system turn). A blank ``prompt`` raises :class:`ParameterError`.
+    """
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.recipe import CAPTION_PROMPT, PROMPT
+    from auditoryhum.validation import one_of
+
+    one_of(task, LABEL_TASKS, "task")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ParameterError("prompt", "is empty; give the text of the user prompt (or leave it out for the task's)")
+        if len(prompt) > MAX_HINT_CHARS:
+            raise ParameterError("prompt", f"has {len(prompt)} characters; at most {MAX_HINT_CHARS} are accepted")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ParameterError("system_prompt", f"must be text ('' for no system turn), got {system_prompt!r}")
+    preset = (CAPTION_PROMPT, "") if task == "caption" else (PROMPT, family_system)
+    return (preset[0] if prompt is None else prompt.strip(),
+            preset[1] if system_prompt is None else system_prompt.strip())
+
+
+def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips: str = "the clips",
+                 prompt: Optional[str] = None) -> List[str]:
+    """The user prompt of every clip: ``prompt`` (default the published one), plus its hint from ``annotations`` if any.
 
     Parameters
     ----------
@@ -47,6 +76,8 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
         A hint over :data:`MAX_HINT_CHARS` characters is refused.
     clips : str
         How messages name the clips.
+    prompt : str, optional
+        The prompt before the hint (default :data:`auditoryhum.recipe.PROMPT`).
 
     Returns
     -------
@@ -56,6 +87,7 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
     from auditoryhum.errors import ParameterError
     from auditoryhum.io.artefacts import check_aligned, read_annotations
     from auditoryhum.models.labeller import user_prompt
+    from auditoryhum.recipe import PROMPT
 
     hints: List[str] = []
     if annotations:
@@ -67,12 +99,14 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
                 raise ParameterError("annotations", f"file {annotations} line {number} is a hint of {len(hint.strip())} "
                                      f"characters; a hint may have at most {MAX_HINT_CHARS} (it is appended to the prompt): "
                                      f"shorten that line")
-    return [user_prompt(hints[i] if i < len(hints) else None) for i in range(len(paths))]
+    base = PROMPT if prompt is None else prompt
+    return [user_prompt(hints[i] if i < len(hints) else None, base) for i in range(len(paths))]
 
 
 def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *, family: str,
           annotations: Optional[str] = None, device: str = "auto", dtype: str = "auto", quantization: str = "auto",
-          batch_size: Optional[int] = None, long_audio: str = "truncate") -> LabelResult:
+          batch_size: Optional[int] = None, long_audio: str = "truncate", task: str = "labels",
+          prompt: Optional[str] = None, system_prompt: Optional[str] = None) -> LabelResult:
     """Label every clip with an audio LLM and write one line per clip to ``text_label_csv``.
 
     Parameters
@@ -95,6 +129,16 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         Clips per generation batch (>= 1); default per device (``models.labeller.DEFAULT_BATCH_SIZE``).
     long_audio : {"truncate", "window"}
         Clips longer than the front end's window: label the first window (the paper) or every window.
+    task : {"labels", "caption"}
+        ``labels`` (the published word pairs) or ``caption`` (the revision: prompt
+        ``Describe the auditory scene.``, no system turn, the caption kept on one line by
+        :func:`auditoryhum.labels.postprocess_caption`).
+    prompt : str, optional
+        User prompt instead of the task's (hints are still appended).
+    system_prompt : str, optional
+        System turn instead of the task's (``labels``: the family's; ``caption``: none);
+        ``""`` sends no system turn. The task, prompt and system prompt are part of the resume
+        key and of the run log (``settings.label``).
 
     Returns
     -------
@@ -107,27 +151,39 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
     batch_size = optional_positive_int(batch_size, "batch_size")
     one_of(long_audio, ("truncate", "window"), "long_audio")
     _check_precision(device, dtype, quantization)
+    from auditoryhum.models.families import get_family as _get_family
+
+    prompt, system_prompt = resolve_prompts(task, prompt, system_prompt, _get_family(family).system_prompt)
+    _record(f"label ({family})", task, prompt, system_prompt)
     paths, clips = expand_clips(filedir)
     with guarded(f"label ({family})", {"filedir": paths, "annotations": annotations, "model": _local(model)},
                  {"text_label_csv": text_label_csv}):
         from auditoryhum.models.families import get_family
         from auditoryhum.models.loader import check_model_type, check_source
 
-        fam = get_family(family)
+        from dataclasses import replace
+
+        fam = replace(get_family(family), system_prompt=system_prompt)
         # Parameter mistakes first: they cost nothing to find, unlike importing torch.
         with as_parameter("model"):
             check_source(model, "model")
             check_model_type(model, "model", fam.model_types, fam.what)
-        prompts = clip_prompts(paths, annotations, clips)
+        prompts = clip_prompts(paths, annotations, clips, prompt)
         from auditoryhum.models.device import resolve_precision
         from auditoryhum.models.labeller import run_labelling
 
         precision = resolve_precision(device, dtype, quantization)
         with as_parameter("model"):
             report = run_labelling(fam, model, paths, prompts, text_label_csv, precision,
-                                   batch_size=batch_size, long_audio=long_audio)
+                                   batch_size=batch_size, long_audio=long_audio, task=task)
     return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
                        labels=list(report.labels), paths=list(paths), model=model)
+
+
+def _record(stage: str, task: str, prompt: str, system_prompt: str) -> None:
+    from auditoryhum.run_log import record_settings
+
+    record_settings(stage, {"task": task, "prompt": prompt, "system_prompt": system_prompt})
 
 
 def _check_precision(device: str, dtype: str, quantization: str) -> None:
@@ -203,7 +259,8 @@ def label_gemini(filedir: Union[str, Sequence[str]], genai_id: str, text_label_c
                  annotations: Optional[str] = None, concurrency: Optional[int] = None,
                  inline_max_bytes: Optional[int] = None, api_key: Optional[str] = None, base_url: Optional[str] = None,
                  max_retries: Optional[int] = None, timeout: Optional[float] = None,
-                 retry_base_delay: Optional[float] = None, max_consecutive_failures: Optional[int] = None) -> LabelResult:
+                 retry_base_delay: Optional[float] = None, max_consecutive_failures: Optional[int] = None,
+                 task: str = "labels", prompt: Optional[str] = None, system_prompt: Optional[str] = None) -> LabelResult:
     """Label every clip with a Gemini model (google-genai SDK) and write one line per clip.
 
     Parameters
@@ -221,6 +278,9 @@ def label_gemini(filedir: Union[str, Sequence[str]], genai_id: str, text_label_c
         12 MB inline, 6 retries, 120 s, 2 s first back-off, stop after 10 failures in a row).
     api_key, base_url : str, optional
         Key (default: ``GOOGLE_API_KEY`` / ``GEMINI_API_KEY``) and endpoint (default: the SDK's).
+    task, prompt, system_prompt
+        As :func:`label`; Gemini's default system instruction is none (the published call),
+        a given one is sent as ``system_instruction``.
 
     Returns
     -------
@@ -234,13 +294,16 @@ def label_gemini(filedir: Union[str, Sequence[str]], genai_id: str, text_label_c
     concurrency = positive_int(gemini.DEFAULT_CONCURRENCY if concurrency is None else concurrency, "concurrency")
     inline_max_bytes = non_negative_int(gemini.INLINE_MAX_BYTES if inline_max_bytes is None else inline_max_bytes,
                                         "inline_max_bytes")
+    prompt, system_prompt = resolve_prompts(task, prompt, system_prompt, "")
     settings, key_source = gemini_settings(genai_id, model_param="genai_id", api_key=api_key, base_url=base_url, max_retries=max_retries,
                                            timeout=timeout, retry_base_delay=retry_base_delay,
                                            max_consecutive_failures=max_consecutive_failures,
-                                           inline_max_bytes=inline_max_bytes, concurrency=concurrency)
+                                           inline_max_bytes=inline_max_bytes, concurrency=concurrency,
+                                           system_prompt=system_prompt, task=task)
+    _record("label (gemini)", task, prompt, system_prompt)
     paths, clips = expand_clips(filedir)
     with guarded("label (gemini)", {"filedir": paths, "annotations": annotations}, {"text_label_csv": text_label_csv}):
-        prompts = clip_prompts(paths, annotations, clips)
+        prompts = clip_prompts(paths, annotations, clips, prompt)
         endpoint = f" via {settings.base_url}" if settings.base_url else ""
         note(f"labelling {len(paths)} clips with {settings.model}{endpoint} (key from {key_source}, "
              f"{settings.concurrency} in flight, up to {settings.max_retries} retries per request)")

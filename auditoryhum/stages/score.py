@@ -6,6 +6,7 @@ Top level is light: numpy and the CLAP text encoder are imported inside :func:`s
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
+from auditoryhum.recipe import LABEL_WORD_LIMIT
 from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded, mention
 from auditoryhum.stages.label import _local
 
@@ -55,12 +56,15 @@ def _named(paths: Sequence[str]) -> str:
 
 def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: str, text_label_csv: str,
                  top_label_scores_csv: str, *, device: str = "auto", batch_size: int = CLAP_TEXT_BATCH_SIZE,
-                 cache_dir: Optional[str] = None, no_cache: bool = False) -> ScoreResult:
+                 cache_dir: Optional[str] = None, no_cache: bool = False, label_limit: int = LABEL_WORD_LIMIT,
+                 candidates: str = "split") -> ScoreResult:
     """Score every candidate label of every clip with CLAP and keep the best one per clip.
 
     The published rule: a candidate (cut to its first two words) scores the cosine similarity
     of the clip's CLAP audio embedding and its CLAP text embedding; the best is kept, the first
-    on ties. A clip with no usable candidate or a NaN audio row keeps ``""`` and NaN.
+    on ties. A clip with no usable candidate or a NaN audio row keeps ``""`` and NaN. The word
+    limit and what a candidate is are options of the method's later revision (``label_limit``,
+    ``candidates``: :func:`auditoryhum.labels.split_candidates`).
 
     Parameters
     ----------
@@ -83,12 +87,19 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
         a rerun on known labels loads no model.
     no_cache : bool
         Neither read nor write the cache.
+    label_limit : int, default 2
+        Words kept per candidate (the published rule: 2); 0 keeps the whole candidate (the
+        revision's setting for a dataset's own labels and for captions).
+    candidates : {"split", "line"}, default "split"
+        ``split``: every comma-separated part of a line is a candidate (published); ``line``:
+        the whole line is one candidate (a caption, a class name that holds commas).
     """
     from auditoryhum.models.device import DEVICE_CHOICES
     from auditoryhum.validation import one_of, positive_int
 
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = positive_int(batch_size, "batch_size")
+    label_limit, candidates = _candidate_options(label_limit, candidates, "features_clap_text")
     paths, clips = expand_clips(filedir)
     with guarded("features_clap_text",
                  {"filedir": paths, "clap_model": _local(clap_model), "clap_npy": clap_npy, "text_label_csv": text_label_csv},
@@ -112,8 +123,8 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
         if audio.dtype.kind != "f":
             audio = audio.astype(np.float32)
 
-        candidates = [split_candidates(line) for line in lines]
-        distinct, _ = unique_texts([c for clip in candidates for c in clip])
+        per_clip = [split_candidates(line, label_limit, candidates) for line in lines]
+        distinct, _ = unique_texts([c for clip in per_clip for c in clip])
         with as_parameter("clap_model"):
             check_model_type(clap_model, "clap_model", ("clap",), "a CLAP model")
 
@@ -140,9 +151,9 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
                 f"audio embeddings {clap_npy} hold {audio.shape[1]}-d rows but CLAP model {clap_model} gives "
                 f"{text.rows.shape[1]}-d text embeddings; make the audio embeddings with the same CLAP model")
 
-        kept = top_labels(audio, candidates, {t: i for i, t in enumerate(distinct)}, text.rows)
-        no_candidate = [p for p, c in zip(paths, candidates) if not c]
-        no_audio = [p for p, c, row in zip(paths, candidates, audio) if c and not np.all(np.isfinite(row))]
+        kept = top_labels(audio, per_clip, {t: i for i, t in enumerate(distinct)}, text.rows)
+        no_candidate = [p for p, c in zip(paths, per_clip) if not c]
+        no_audio = [p for p, c, row in zip(paths, per_clip, audio) if c and not np.all(np.isfinite(row))]
         if no_candidate:
             warn(f"{_clips(len(no_candidate))} no usable candidate label (empty label, score nan): {_named(no_candidate)}")
         if no_audio:
@@ -156,7 +167,18 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
                        n_encoded=text.encoded, n_cached=text.cached, no_candidate=no_candidate, no_audio=no_audio)
 
 
-def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, top_label_scores_csv: str) -> ScoreResult:
+def _candidate_options(label_limit: int, candidates: str, stage: str):
+    """Checked ``(label_limit, candidates)``, noted in the run log under ``stage``."""
+    from auditoryhum.labels import check_candidate_mode, check_label_limit
+    from auditoryhum.run_log import record_settings
+
+    label_limit, candidates = check_label_limit(label_limit), check_candidate_mode(candidates)
+    record_settings(stage, {"label_limit": label_limit, "candidates": candidates})
+    return label_limit, candidates
+
+
+def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, top_label_scores_csv: str, *,
+                      label_limit: int = LABEL_WORD_LIMIT, candidates: str = "split") -> ScoreResult:
     """The kept label of every clip without a CLAP model: its first usable candidate, score NaN.
 
     What ``auditoryhum run`` does when no ``clap_model`` is given: the label file's candidates are
@@ -172,7 +194,10 @@ def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, t
         Label file: one line of comma-separated candidates per clip.
     top_label_scores_csv : str
         Output: rows ``<i>, <path>, <label>, nan`` (1-based ``i``).
+    label_limit, candidates
+        As :func:`score_labels` (defaults: the published rule).
     """
+    label_limit, candidates = _candidate_options(label_limit, candidates, "keep_first_labels")
     paths, clips = expand_clips(filedir)
     with guarded("keep_first_labels", {"filedir": paths, "text_label_csv": text_label_csv},
                  {"top_label_scores_csv": top_label_scores_csv}):
@@ -182,7 +207,7 @@ def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, t
 
         lines = read_label_file(text_label_csv)
         check_aligned(clips, len(paths), f"label file {text_label_csv}", len(lines))
-        kept = [(split_candidates(line) or [""])[0] for line in lines]
+        kept = [(split_candidates(line, label_limit, candidates) or [""])[0] for line in lines]
         no_candidate = [p for p, label in zip(paths, kept) if not label]
         if no_candidate:
             warn(f"{_clips(len(no_candidate))} no usable candidate label (empty label, score nan): {_named(no_candidate)}")
