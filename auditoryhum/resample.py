@@ -33,12 +33,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from auditoryhum.errors import UserError
+from auditoryhum.defaults import DEFAULT_RESAMPLER, RESAMPLER_CHOICES
+from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.io.atomic import atomic_write, describe_os_error, remove_stale_partials
 from auditoryhum.io.audio import AudioDecodeError, check_readable, read_audio
 from auditoryhum.console import progress
+from auditoryhum.stages._base import MentionError, mention
 
-# ffmpeg sample-format names (the published --bits values) -> libsndfile PCM subtype.
+# ffmpeg sample-format names (the published `bits` values) -> libsndfile PCM subtype; the keys
+# are auditoryhum.defaults.BITS_CHOICES (a test keeps the two equal).
 SAMPLE_FORMATS = {
     "u8": "PCM_U8",
     "s16": "PCM_16",
@@ -46,11 +49,10 @@ SAMPLE_FORMATS = {
     "flt": "FLOAT",
     "dbl": "DOUBLE",
 }
-# Lossy codecs have no sample format of their own: --bits does not apply to them.
+# Lossy codecs have no sample format of their own: `bits` does not apply to them.
 LOSSY_SUBTYPES = {"VORBIS", "OPUS", "MPEG_LAYER_III", "MPEG_LAYER_II", "MPEG_LAYER_I"}
 
-RESAMPLERS = ("ffmpeg", "soxr")
-DEFAULT_RESAMPLER = "ffmpeg"
+RESAMPLERS = RESAMPLER_CHOICES  # defined in auditoryhum.defaults (``--help`` reads it without NumPy)
 
 # libswresample's defaults, as the published recipe's ffmpeg command uses them.
 SWR_FILTER_SIZE = 32  # taps at the lower of the two rates
@@ -77,24 +79,42 @@ class Target:
     resampler: str = DEFAULT_RESAMPLER
 
     def __post_init__(self):
+        # ParameterError names the field's parameter (the command line shows it as its flag).
         if self.sampling_rate <= 0:
-            raise UserError(f"--sampling_rate must be positive, got {self.sampling_rate}")
+            raise ParameterError("sampling_rate", f"must be positive, got {self.sampling_rate}")
         if self.channels <= 0:
-            raise UserError(f"--channels must be positive, got {self.channels}")
+            raise ParameterError("channels", f"must be positive, got {self.channels}")
         if self.bits not in SAMPLE_FORMATS:
-            raise UserError(f"--bits {self.bits!r} is not one of {', '.join(SAMPLE_FORMATS)}")
+            raise ParameterError("bits", f"{self.bits!r} is not one of {', '.join(SAMPLE_FORMATS)}")
         if self.resampler not in RESAMPLERS:
-            raise UserError(f"--resampler {self.resampler!r} is not one of {', '.join(RESAMPLERS)}")
+            raise ParameterError("resampler", f"{self.resampler!r} is not one of {', '.join(RESAMPLERS)}")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one file: ``converted``, ``unchanged`` (already in format) or ``failed``."""
+    """What happened to one file: ``converted``, ``unchanged`` (already in format) or ``failed``.
+
+    ``message`` names parameters by name (``convert this clip with resampler soxr``); ``marked``
+    is the same text with :func:`~auditoryhum.stages._base.mention` markers (empty when it names
+    none), so a front end can show them its own way (:meth:`shown`; the command line: flags).
+    """
 
     source: str
     destination: str
     status: str
     message: str = ""
+    marked: str = ""
+
+    @classmethod
+    def of(cls, source: str, destination: str, status: str, text: str = "") -> "Outcome":
+        """An outcome whose message ``text`` may hold mention markers."""
+        if "\x00" not in text:
+            return cls(source, destination, status, text)
+        return cls(source, destination, status, str(MentionError(text)), text)
+
+    def shown(self, flag_of) -> str:
+        """The message with each parameter it names shown as ``flag_of(param)``."""
+        return MentionError(self.marked).with_flags(flag_of) if self.marked else self.message
 
 
 def mix_channels(data: np.ndarray, channels: int, path: str = "") -> np.ndarray:
@@ -384,8 +404,8 @@ def _convert_like_ffmpeg(data: np.ndarray, rate: int, target: Target, subtype: s
         frames = data.shape[0]
         data = swr_resample(data, rate, target.sampling_rate, integer)
         if data.shape[0] == 0:
-            raise UserError(f"{path}: {frames} samples are too few for ffmpeg's resampler to output any; "
-                            f"convert this clip with --resampler soxr")
+            raise MentionError(f"{path}: {frames} samples are too few for ffmpeg's resampler to output any; "
+                               f"convert this clip with {mention('resampler')} soxr")
     mixed = mix_channels(data, target.channels, path)
     if integer:
         return np.floor(mixed + 0.5).astype(np.int16)
@@ -494,9 +514,9 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         lossy = info.subtype in LOSSY_SUBTYPES
         subtype = info.subtype if lossy else SAMPLE_FORMATS[target.bits]
         if not sf.check_format(info.format, subtype):
-            raise UserError(
+            raise MentionError(
                 f"{source}: a {info.format} file cannot hold {target.bits} samples; "
-                f"choose another --bits (e.g. s16) or convert the file to WAV first"
+                f"choose another {mention('bits')} (e.g. s16) or convert the file to WAV first"
             )
         data, rate = read_audio(source, dtype="float64")
         if target.resampler == "ffmpeg":
@@ -526,8 +546,11 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         with atomic_write(real, "wb", verify=verify, permissions=permissions) as f:
             f.write(encoded.getbuffer())
         del encoded
-        remark = f"{source}: {info.subtype} is a lossy codec, so --bits does not apply; kept {info.subtype}" if lossy else ""
-        return Outcome(source, destination, "converted", remark)
+        remark = (f"{source}: {info.subtype} is a lossy codec, so {mention('bits')} does not apply; "
+                  f"kept {info.subtype}") if lossy else ""
+        return Outcome.of(source, destination, "converted", remark)
+    except MentionError as exc:
+        return Outcome.of(source, destination, "failed", exc.text)
     except UserError as exc:
         return Outcome(source, destination, "failed", str(exc))
     except OSError as exc:
@@ -566,7 +589,8 @@ def plan_destinations(sources: Sequence[str], output_dir: Optional[str]) -> List
     destinations = [os.path.join(out, os.path.relpath(a, root)) for a in absolute]
     clash = set(absolute) & set(destinations)
     if clash:
-        raise UserError(f"--output_dir {output_dir} would overwrite the inputs (e.g. {sorted(clash)[0]}); choose another folder")
+        raise ParameterError("output_dir", f"{output_dir} would overwrite the inputs (e.g. {sorted(clash)[0]}); "
+                                           f"choose another folder")
     return destinations
 
 

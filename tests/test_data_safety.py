@@ -14,6 +14,14 @@ from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.io import guard
 from auditoryhum.io.atomic import remove_stale_partials, write_text
 
+
+def cli_message(exc, command_name):
+    """What the command line prints for a library ``ParameterError`` (its one mapping to flags)."""
+    from auditoryhum.cli import COMMANDS, build_parser, parameter_message
+
+    return parameter_message(exc, build_parser(next(c for c in COMMANDS if c.name == command_name)))
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +59,56 @@ def test_output_reaching_an_input_through_a_symlink_or_hard_link_or_dotdot(tmp_p
     for out in ("link.csv", "hard.csv", "sub/../in.csv"):
         with pytest.raises(ParameterError, match="same file as input csv1"):
             guard.check_paths({"csv1": str(src)}, {"csv3": str(tmp_path / out)})
+
+
+def test_overlap_messages_name_both_parameters_and_the_cli_shows_both_as_flags(tmp_path):
+    src = tmp_path / "m.csv"
+    src.write_text("x\n")
+    with pytest.raises(ParameterError) as info:
+        guard.check_paths({"csv1": str(src), "csv2": str(tmp_path / "h.csv")}, {"csv3": str(src)})
+    assert info.value.param == "csv3"
+    assert str(info.value) == (f"csv3 is the same file as input csv1 ({src}); writing it would destroy the "
+                               f"input; choose another path for csv3")
+    assert cli_message(info.value, "merge") == (f"--csv3 is the same file as input --csv1 ({src}); writing it "
+                                                f"would destroy the input; choose another path for --csv3")
+    with pytest.raises(ParameterError) as info:
+        guard.check_paths({}, {"label_csv": str(tmp_path / "a.csv"), "png_plot": str(tmp_path / "a.csv")})
+    assert cli_message(info.value, "cluster-ag").startswith("--png_plot is the same file as output --label_csv (")
+    assert cli_message(info.value, "cluster-ag").endswith("give --png_plot its own path")
+
+
+def test_device_messages_name_the_parameter_and_the_cli_shows_the_flag():
+    from auditoryhum.models import device
+
+    with pytest.raises(ParameterError) as info:
+        device.resolve_device("tpu")
+    assert (info.value.param, str(info.value)) == ("device", "device must be one of auto, cuda, mps, cpu, got 'tpu'")
+    assert cli_message(info.value, "features-st") == "--device must be one of auto, cuda, mps, cpu, got 'tpu'"
+    with pytest.raises(ParameterError) as info:
+        device.resolve_dtype("int4", "cpu")
+    assert cli_message(info.value, "label-qwen2a") == "--dtype must be one of auto, bfloat16, float16, float32, got 'int4'"
+    with pytest.raises(ParameterError) as info:
+        device.resolve_quantization("2bit", "cpu")
+    assert cli_message(info.value, "label-qwen2a") == "--quantization must be one of auto, none, 4bit, 8bit, got '2bit'"
+    if device.bitsandbytes_available():
+        with pytest.raises(ParameterError) as info:
+            device.resolve_quantization("4bit", "mps")
+        assert str(info.value) == "quantization 4bit is not supported on Apple MPS; use quantization none"
+        shown = cli_message(info.value, "label-qwen2a")
+        assert shown == "--quantization 4bit is not supported on Apple MPS; use --quantization none"
+    else:
+        with pytest.raises(ParameterError) as info:
+            device.resolve_quantization("8bit", "cuda")
+        assert cli_message(info.value, "label-qwen2a") == (
+            "--quantization 8bit needs the bitsandbytes package: pip install bitsandbytes, or use --quantization none")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError) as info:
+            device.resolve_device("cuda")
+        assert str(info.value) == "device cuda was requested but torch sees no CUDA GPU; use device auto or cpu"
+        assert cli_message(info.value, "features-st") == (
+            "--device cuda was requested but torch sees no CUDA GPU; use --device auto or cpu")
 
 
 def test_two_outputs_that_are_the_same_file_are_refused(tmp_path):
@@ -313,8 +371,12 @@ def test_a_clap_folder_is_refused_as_sentence_model(tmp_path):
         load_sentence_model(str(folder), "cpu")
     msg = str(info.value)
     assert "\n" not in msg
-    assert msg.startswith(f"--st_model {str(folder)!r} is a 'clap' model folder (no modules.json), "
+    # The library names its parameter; the command line shows the flag in its place.
+    assert isinstance(info.value, ParameterError) and info.value.param == "st_model"
+    assert msg.startswith(f"st_model {str(folder)!r} is a 'clap' model folder (no modules.json), "
                           f"not a sentence-transformers model")
+    assert cli_message(info.value, "features-st").startswith(
+        f"--st_model {str(folder)!r} is a 'clap' model folder (no modules.json), not a sentence-transformers model")
 
 
 def test_non_finite_clap_text_embeddings_are_one_line_naming_the_model(tmp_path):

@@ -33,13 +33,23 @@ def test_expand_glob_recursive(tmp_path):
 
 
 def test_expand_glob_empty_is_an_error(tmp_path):
-    with pytest.raises(UserError, match="no files match --filedir .*quote the pattern"):
+    from auditoryhum.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="^no files match filedir .*quote the pattern") as info:
         expand_glob(str(tmp_path / "*.wav"))
+    assert info.value.param == "filedir"
+    # The command line shows the flag in its place (cli.parameter_message).
+    assert info.value.with_flags(lambda p: "--" + p).startswith(f"no files match --filedir '{tmp_path}")
 
 
 def test_expand_glob_folder_suggests_pattern(tmp_path):
-    with pytest.raises(UserError, match=r"is a folder; give a pattern"):
-        expand_glob(str(tmp_path))
+    from auditoryhum.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"is a folder; give a pattern") as info:
+        expand_glob(str(tmp_path), "clips")
+    assert info.value.params == ("clips", "clips")
+    assert str(info.value) == (f"clips {str(tmp_path)!r} is a folder; give a pattern of files, "
+                               f"e.g. clips '{os.path.join(str(tmp_path), '*.wav')}'")
 
 
 # --- audio ------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ def test_bad_files_are_named_left_untouched_and_the_rest_converted(tmp_path):
     proc = run_script("util_resample.py", "--filedir", src / "*", "--jobs", "2")  # in place
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
-    failed = [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
+    # Failure lines are errors: on stderr, never on stdout (which holds the summary).
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 3
     assert f"failed: {src / 'b_corrupt.wav'}: cannot decode audio" in failed[0]
     assert failed[1] == f"failed: {src / 'c_zero_bytes.wav'}: empty file (0 bytes)"
@@ -162,10 +164,29 @@ def test_bad_files_are_named_left_untouched_and_the_rest_converted(tmp_path):
     assert partials(src) == []
 
     six_before = state(six.parent)
-    proc = run_script("util_resample.py", "--filedir", six, "--channels", "2")
+    proc = run_script("util_resample.py", "--filedir", six, "--channels", "2", "--quiet")
     assert proc.returncode == 1
-    assert f"failed: {six}: cannot map 6 channels to 2; convert to 1 channel or keep 6" in proc.stdout
+    # --quiet silences notes, not failures: stderr holds exactly the failure line.
+    assert proc.stderr.splitlines() == [f"failed: {six}: cannot map 6 channels to 2; convert to 1 channel or keep 6"]
+    assert proc.stdout.splitlines() == ["1 files in place: 0 converted, 0 already 16000 Hz / 2 ch / s16, 1 failed (left untouched)"]
     assert state(six.parent) == six_before
+
+
+def test_a_failure_naming_a_parameter_shows_its_flag_on_the_cli_and_its_name_in_the_api(tmp_path):
+    from auditoryhum.resample import Target, convert_file
+
+    flac = tone_file(tmp_path / "in" / "x.flac", 22050, 1, "PCM_16", "FLAC")  # FLAC holds no float samples
+    before = flac.read_bytes()
+    outcome = convert_file(str(flac), str(flac), Target(16000, 1, "flt"))
+    assert outcome.status == "failed"
+    assert outcome.message == (f"{flac}: a FLAC file cannot hold flt samples; choose another bits (e.g. s16) "
+                               f"or convert the file to WAV first")
+    assert outcome.shown(lambda param: "--" + param) == outcome.message.replace("another bits", "another --bits")
+    proc = run_script("util_resample.py", "--filedir", flac, "--bits", "flt", "--quiet")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [f"failed: {flac}: a FLAC file cannot hold flt samples; choose another "
+                                        f"--bits (e.g. s16) or convert the file to WAV first"]
+    assert flac.read_bytes() == before
 
 
 def test_files_already_in_the_target_format_are_not_rewritten(tmp_path):

@@ -1,7 +1,7 @@
 """features_st.py: sentence embedding of every clip's kept label."""
 
 from auditoryhum.cli.options import add_batch_size, add_device
-from auditoryhum.stages.embed import ST_BATCH_SIZE
+from auditoryhum.defaults import ST_BATCH_SIZE
 
 
 def add_arguments(parser, name):

@@ -2,7 +2,8 @@
 
 from auditoryhum.cli.options import add_filedir
 from auditoryhum.recipe import RESAMPLE_BITS, RESAMPLE_CHANNELS, RESAMPLE_RATE
-from auditoryhum.stages.resample import BITS_CHOICES, DEFAULT_RESAMPLER, RESAMPLER_CHOICES, default_jobs
+from auditoryhum.defaults import BITS_CHOICES, DEFAULT_RESAMPLER, RESAMPLER_CHOICES
+from auditoryhum.stages.resample import default_jobs
 
 
 def add_arguments(parser, name):
@@ -23,16 +24,22 @@ def add_arguments(parser, name):
 
 
 def run(args, name):
+    import sys
+
+    from auditoryhum.cli import COMMANDS, build_parser, flag_of
     from auditoryhum.console import note
     from auditoryhum.stages.resample import resample
 
     result = resample(args.filedir, sampling_rate=args.sampling_rate, bits=args.bits, channels=args.channels,
                       output_dir=args.output_dir, jobs=args.jobs, resampler=args.resampler)
+    parser = build_parser(next(c for c in COMMANDS if c.name == name))
     for o in result.outcomes:
+        shown = o.shown(lambda param: flag_of(parser, param))  # parameters a message names, as this command's flags
         if o.status == "failed":
-            print(f"failed: {o.message}", flush=True)
-        elif o.message:
-            note(o.message)
+            # A failure is an error about the user's file: stderr, also under --quiet (stdout is the summary).
+            print(f"failed: {shown}", file=sys.stderr, flush=True)
+        elif shown:
+            note(shown)
     counts = result.counts
     where = f"into {args.output_dir}" if args.output_dir else "in place"
     print(

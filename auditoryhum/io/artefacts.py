@@ -21,6 +21,7 @@ from typing import Iterable, List, Sequence
 import numpy as np
 
 from auditoryhum.errors import UserError
+from auditoryhum.stages._base import MentionError, mention
 from auditoryhum.io.atomic import atomic_write
 
 
@@ -177,7 +178,10 @@ def check_same_clips(name_a: str, rows_a: Sequence[ScoreRow], name_b: str, rows_
     Raises
     ------
     UserError
-        Naming both files and the first row (1-based) whose paths differ, with both paths.
+        When the counts differ (:func:`check_aligned`).
+    ParameterError
+        Naming both files and the first row (1-based) whose paths differ, with both paths; the fix
+        names the parameter ``filedir`` (the command line shows ``--filedir``).
     """
     import os
 
@@ -189,9 +193,9 @@ def check_same_clips(name_a: str, rows_a: Sequence[ScoreRow], name_b: str, rows_
             continue
         if os.path.realpath(a.path) == os.path.realpath(b.path):
             continue
-        raise UserError(
+        raise MentionError(
             f"{name_a} and {name_b} are not about the same clips: row {number} is {a.path!r} in one and "
-            f"{b.path!r} in the other; score both label files against the same --filedir"
+            f"{b.path!r} in the other; score both label files against the same {mention('filedir')}"
         )
 
 

@@ -11,21 +11,22 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from auditoryhum.errors import UserError
+from auditoryhum.stages._base import MentionError, mention
 
 
 class AudioDecodeError(UserError):
     """One clip cannot be decoded or holds no samples. Long runs record it and carry on."""
 
 
-def expand_glob(pattern: str, flag: str = "--filedir") -> List[str]:
+def expand_glob(pattern: str, param: str = "filedir") -> List[str]:
     """Return the files matching ``pattern`` sorted lexicographically (``**`` recurses).
 
     Parameters
     ----------
     pattern : str
         A glob of files (quoted on the command line, so the shell does not expand it).
-    flag : str, default "--filedir"
-        The option that gave it, for messages.
+    param : str, default "filedir"
+        The parameter that gave it, named in errors (the command line shows its flag).
 
     Returns
     -------
@@ -37,16 +38,17 @@ def expand_glob(pattern: str, flag: str = "--filedir") -> List[str]:
 
     Raises
     ------
-    UserError
-        An empty match (an empty output would silently misalign every later artefact), a
+    ParameterError
+        Naming ``param``: an empty match (an empty output would silently misalign every later artefact), a
         folder given as the pattern, or a file name holding a line break (every line-aligned
         artefact would break on it), naming that file.
     """
     from auditoryhum.console import note
 
     if os.path.isdir(pattern):
-        raise UserError(
-            f"{flag} {pattern!r} is a folder; give a pattern of files, e.g. {flag} '{os.path.join(pattern, '*.wav')}'"
+        raise MentionError(
+            f"{mention(param)} {pattern!r} is a folder; give a pattern of files, "
+            f"e.g. {mention(param)} '{os.path.join(pattern, '*.wav')}'"
         )
     paths: List[str] = []
     seen: Dict[str, str] = {}
@@ -66,8 +68,8 @@ def expand_glob(pattern: str, flag: str = "--filedir") -> List[str]:
             duplicates.append((path, seen[real]))
             continue
         if "\n" in path or "\r" in path:
-            raise UserError(
-                f"{flag}: the file name {path!r} holds a line break, which the line-aligned outputs "
+            raise MentionError(
+                f"{mention(param)}: the file name {path!r} holds a line break, which the line-aligned outputs "
                 f"cannot hold; rename the file"
             )
         seen[real] = path
@@ -83,10 +85,10 @@ def expand_glob(pattern: str, flag: str = "--filedir") -> List[str]:
         skipped.append(f"{len(duplicates)} repeated path{'s' * (len(duplicates) > 1)} of files already listed "
                        f"through symbolic links (e.g. {duplicates[0][0]} = {duplicates[0][1]})")
     if skipped:
-        note(f"{flag} {pattern}: skipped " + "; ".join(skipped))
+        note(f"{pattern}: skipped " + "; ".join(skipped))
     if not paths:
-        raise UserError(
-            f"no files match {flag} {pattern!r}; check the path, and quote the pattern so the shell passes it unexpanded"
+        raise MentionError(
+            f"no files match {mention(param)} {pattern!r}; check the path, and quote the pattern so the shell passes it unexpanded"
         )
     return paths
 

@@ -27,7 +27,8 @@ import socket
 from typing import IO, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from auditoryhum import console
-from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.errors import UserError
+from auditoryhum.stages._base import MentionError, mention
 
 PathLike = Union[str, os.PathLike]
 PathArg = Union[None, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -67,6 +68,11 @@ def _same(a: Tuple[str, Optional[Tuple[int, int]]], b: Tuple[str, Optional[Tuple
     return a[0] == b[0] or (a[1] is not None and a[1] == b[1])
 
 
+def _named(param: str) -> str:
+    """``param`` marked for the front end to show (a flag on the command line), when it is a name."""
+    return mention(param) if param.isidentifier() else param
+
+
 def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -> None:
     """Refuse outputs that would overwrite an input, each other, or cannot be files.
 
@@ -82,10 +88,11 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
     Raises
     ------
     ParameterError
-        With ``param`` the output's key, one line naming both parameters and the path, when an
-        output is the same file as an input, two outputs are the same file, an output is an
-        existing directory, or an output's parent exists as something other than a directory.
-        Nothing is read or written.
+        A :class:`~auditoryhum.stages._base.MentionError` with ``param`` the output's key: one
+        line naming both parameters (each shown as its flag on the command line, e.g. ``--csv3 is
+        the same file as input --csv1``) and the path, when an output is the same file as an
+        input, two outputs are the same file, an output is an existing directory, or an output's
+        parent exists as something other than a directory. Nothing is read or written.
     """
     input_ids: List[Tuple[str, str, Tuple[str, Optional[Tuple[int, int]]]]] = []
     for name, value in inputs.items():
@@ -98,8 +105,8 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
             ident = _identity(path)
             real = ident[0]
             if os.path.isdir(real):
-                raise ParameterError(
-                    name, f"is an existing directory ({path}); give a file path for {name}")
+                raise MentionError(
+                    f"{_named(name)} is an existing directory ({path}); give a file path for {_named(name)}")
             parent = os.path.dirname(real)
             while parent and not os.path.lexists(parent):
                 nxt = os.path.dirname(parent)
@@ -107,19 +114,19 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
                     break
                 parent = nxt
             if parent and os.path.lexists(parent) and not os.path.isdir(parent):
-                raise ParameterError(
-                    name, f"cannot be written: {parent} is a file, not a folder ({path}); "
-                          f"choose another path for {name}")
+                raise MentionError(
+                    f"{_named(name)} cannot be written: {parent} is a file, not a folder ({path}); "
+                    f"choose another path for {_named(name)}")
             for in_name, in_path, in_ident in input_ids:
                 if _same(ident, in_ident):
-                    raise ParameterError(
-                        name, f"is the same file as input {in_name} ({in_path}); writing it would "
-                              f"destroy the input; choose another path for {name}")
+                    raise MentionError(
+                        f"{_named(name)} is the same file as input {_named(in_name)} ({in_path}); writing "
+                        f"it would destroy the input; choose another path for {_named(name)}")
             for out_name, out_path, out_ident in seen:
                 if _same(ident, out_ident):
-                    raise ParameterError(
-                        name, f"is the same file as output {out_name} ({out_path}); one would "
-                              f"overwrite the other; give {name} its own path")
+                    raise MentionError(
+                        f"{_named(name)} is the same file as output {_named(out_name)} ({out_path}); one "
+                        f"would overwrite the other; give {_named(name)} its own path")
             seen.append((name, path, ident))
 
 

@@ -11,7 +11,8 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from auditoryhum.errors import UserError
+from auditoryhum.errors import ParameterError
+from auditoryhum.stages._base import MentionError, mention
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
@@ -19,7 +20,14 @@ QUANTIZATION_CHOICES = ("auto", "none", "4bit", "8bit")
 
 
 def resolve_device(requested: str = "auto") -> str:
-    """Return the torch device string to use for ``requested`` (one of :data:`DEVICE_CHOICES`)."""
+    """Return the torch device string to use for ``requested`` (one of :data:`DEVICE_CHOICES`).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter ``device`` (the command line shows ``--device``) when ``requested``
+        is unknown or names a device this machine lacks.
+    """
     import torch
 
     cuda = torch.cuda.is_available()
@@ -27,11 +35,13 @@ def resolve_device(requested: str = "auto") -> str:
     if requested == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if requested == "cuda" and not cuda:
-        raise UserError("--device cuda was requested but torch sees no CUDA GPU; use --device auto or cpu")
+        raise MentionError(f"{mention('device')} cuda was requested but torch sees no CUDA GPU; "
+                           f"use {mention('device')} auto or cpu")
     if requested == "mps" and not mps:
-        raise UserError("--device mps was requested but Apple MPS is not available; use --device auto or cpu")
+        raise MentionError(f"{mention('device')} mps was requested but Apple MPS is not available; "
+                           f"use {mention('device')} auto or cpu")
     if requested not in DEVICE_CHOICES:
-        raise UserError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, got {requested!r}")
+        raise ParameterError("device", f"must be one of {', '.join(DEVICE_CHOICES)}, got {requested!r}")
     return requested
 
 
@@ -42,7 +52,7 @@ def resolve_dtype(requested: str, device: str) -> str:
     Apple MPS and float32 on the CPU, where half precision is slow and gains nothing.
     """
     if requested not in DTYPE_CHOICES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPE_CHOICES)}, got {requested!r}")
+        raise ParameterError("dtype", f"must be one of {', '.join(DTYPE_CHOICES)}, got {requested!r}")
     if requested != "auto":
         return requested
     if device == "cuda":
@@ -66,7 +76,7 @@ def resolve_quantization(requested: str, device: str) -> "tuple[str, str]":
     An explicit ``4bit``/``8bit`` that cannot work here is an error, never a silent fallback.
     """
     if requested not in QUANTIZATION_CHOICES:
-        raise UserError(f"--quantization must be one of {', '.join(QUANTIZATION_CHOICES)}, got {requested!r}")
+        raise ParameterError("quantization", f"must be one of {', '.join(QUANTIZATION_CHOICES)}, got {requested!r}")
     if requested == "auto":
         if device != "cuda":
             return "none", f"4-bit needs a CUDA GPU and this run uses {device}"
@@ -75,12 +85,13 @@ def resolve_quantization(requested: str, device: str) -> "tuple[str, str]":
         return "4bit", ""
     if requested in ("4bit", "8bit"):
         if not bitsandbytes_available():
-            raise UserError(
-                f"--quantization {requested} needs the bitsandbytes package: pip install bitsandbytes, "
-                f"or use --quantization none"
+            raise MentionError(
+                f"{mention('quantization')} {requested} needs the bitsandbytes package: pip install bitsandbytes, "
+                f"or use {mention('quantization')} none"
             )
         if device == "mps":
-            raise UserError(f"--quantization {requested} is not supported on Apple MPS; use --quantization none")
+            raise MentionError(f"{mention('quantization')} {requested} is not supported on Apple MPS; "
+                               f"use {mention('quantization')} none")
     return requested, ""
 
 
@@ -130,7 +141,10 @@ class Precision:
 
 
 def resolve_precision(device: str = "auto", dtype: str = "auto", quantization: str = "auto") -> Precision:
-    """Resolve ``--device``, ``--dtype`` and ``--quantization`` together into a :class:`Precision`."""
+    """Resolve the parameters ``device``, ``dtype`` and ``quantization`` together into a :class:`Precision`.
+
+    Errors are :class:`~auditoryhum.errors.ParameterError` naming the parameter at fault.
+    """
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     quant, reason = resolve_quantization(quantization, resolved_device)

@@ -13,7 +13,9 @@ from typing import Callable, List, Sequence, Tuple
 import numpy as np
 
 from auditoryhum.console import note
-from auditoryhum.errors import UserError
+from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE, ST_BATCH_SIZE
+from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.stages._base import MentionError, as_parameter, mention
 
 
 def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
@@ -25,7 +27,7 @@ def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:
     return list(index), inverse
 
 
-# Model types that are no sentence encoder: given as --st_model they would load as a plain
+# Model types that are no sentence encoder: given as the sentence model (st_model) they would load as a plain
 # transformer with mean pooling added and embed labels with a tower never trained for it.
 _NOT_SENTENCE_TYPES = ("clap", "clap_text_model", "clap_audio_model", "audio-spectrogram-transformer",
                        "whisper", "wav2vec2", "hubert", "qwen2_audio", "qwen2_5_omni")
@@ -42,8 +44,9 @@ def _config_model_type(folder: str) -> str:
     return str(config.get("model_type", "")) if isinstance(config, dict) else ""
 
 
-def check_sentence_model(model: str, flag: str = "--st_model") -> None:
-    """Refuse, in one line, a local folder that is not a sentence-transformers model.
+def check_sentence_model(model: str, param: str = "st_model") -> None:
+    """Refuse, in one line naming the parameter ``param``, a local folder that is not a
+    sentence-transformers model.
 
     A sentence-transformers folder holds ``modules.json`` (its module stack: transformer,
     pooling, normalisation). Without it, sentence-transformers silently wraps any model in mean
@@ -55,17 +58,26 @@ def check_sentence_model(model: str, flag: str = "--st_model") -> None:
         return
     kind = _config_model_type(folder)
     what = f"a {kind!r} model folder" if kind else "not a sentence-transformers model folder"
-    raise UserError(f"{flag} {model!r} is {what} (no modules.json), not a sentence-transformers model; "
-                    f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
+    raise ParameterError(param, f"{model!r} is {what} (no modules.json), not a sentence-transformers model; "
+                                f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
 
 
-def load_sentence_model(model: str, device: str, flag: str = "--st_model"):
+def load_sentence_model(model: str, device: str, param: str = "st_model"):
     """Load a sentence-transformers model from a local folder or a Hugging Face hub id.
+
+    Parameters
+    ----------
+    model : str
+        Folder or hub id.
+    device : str
+        A resolved torch device (:func:`auditoryhum.models.device.resolve_device`).
+    param : str, default "st_model"
+        The parameter that named ``model``, cited in errors (the command line shows its flag).
 
     Raises
     ------
-    UserError
-        One line naming ``flag`` and the model when it is missing, cannot be loaded, or is not
+    ParameterError
+        One line naming ``param`` and the model when it is missing, cannot be loaded, or is not
         a sentence-transformers model (:func:`check_sentence_model`; a hub model whose first
         module is a CLAP or audio model).
     """
@@ -74,8 +86,9 @@ def load_sentence_model(model: str, device: str, flag: str = "--st_model"):
     from auditoryhum.console import progress_enabled
     from auditoryhum.models.loader import check_source, describe_source, first_line
 
-    check_source(model, flag)
-    check_sentence_model(model, flag)
+    with as_parameter(param):
+        check_source(model, param)
+    check_sentence_model(model, param)
     if not progress_enabled():
         import transformers
 
@@ -83,12 +96,13 @@ def load_sentence_model(model: str, device: str, flag: str = "--st_model"):
     try:
         loaded = SentenceTransformer(os.path.expanduser(model), device=device)
     except Exception as exc:  # hub, file and config errors come in many types
-        raise UserError(f"{flag}: cannot load a sentence-transformers model from {describe_source(model)}: {first_line(exc)}") from None
+        raise MentionError(f"{mention(param)}: cannot load a sentence-transformers model from "
+                           f"{describe_source(model)}: {first_line(exc)}") from None
     first = loaded[0] if len(loaded) else None
     kind = str(getattr(getattr(getattr(first, "auto_model", None), "config", None), "model_type", ""))
     if kind in _NOT_SENTENCE_TYPES:
-        raise UserError(f"{flag} {model!r} is a {kind!r} model, not a sentence-transformers model; "
-                        f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
+        raise ParameterError(param, f"{model!r} is a {kind!r} model, not a sentence-transformers model; "
+                                    f"give a sentence-transformers model such as sentence-transformers/all-MiniLM-L6-v2")
     loaded._auditoryhum_source = model
     return loaded
 
@@ -98,7 +112,7 @@ def _is_missing_label(text: str) -> bool:
     return not text.strip()
 
 
-def embed_texts(model, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+def embed_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE, show_progress: bool = False) -> np.ndarray:
     """Embed ``texts`` with a loaded sentence-transformers ``model``: one float32 row per text.
 
     Each distinct text is embedded once; repeated texts get identical rows. An empty text (a
@@ -147,12 +161,18 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = 32, show_progress
 CLAP_TEXT_NAMESPACE = "clap-text"
 
 
-def clap_model_identity(source: str, flag: str = "--clap_model") -> str:
+def clap_model_identity(source: str, param: str = "clap_model") -> str:
     """Identity of the CLAP model ``source`` for the text-embedding cache, without loading it.
 
     A local folder: :func:`auditoryhum.io.text_cache.folder_identity` (config and file
-    sizes/mtimes). A hub id: the id and the commit of the snapshot it resolves to.
+    sizes/mtimes). A hub id: the id and the commit of the snapshot it resolves to. Errors are
+    :class:`~auditoryhum.errors.ParameterError` naming ``param`` (default ``"clap_model"``).
     """
+    with as_parameter(param):
+        return _clap_model_identity(source, param)
+
+
+def _clap_model_identity(source: str, param: str) -> str:
     import hashlib
     from pathlib import Path
 
@@ -161,19 +181,19 @@ def clap_model_identity(source: str, flag: str = "--clap_model") -> str:
 
     folder = os.path.expanduser(source)
     if os.path.isdir(folder):
-        return folder_identity(folder, flag)
-    check_source(source, flag)
+        return folder_identity(folder, param)
+    check_source(source, param)
     from transformers.utils import cached_file
 
     try:
         config_path = Path(cached_file(source, "config.json"))
     except Exception as exc:  # hub and file errors come in many types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{flag}: cannot find a model at {describe_source(source)}: {reason}") from None
+        raise MentionError(f"{mention(param)}: cannot find a model at {describe_source(source)}: {reason}") from None
     snapshot = config_path.parent
     if snapshot.parent.name == "snapshots":  # hub cache layout: .../snapshots/<commit>/
         return hashlib.sha256(f"hub\0{source}\0{snapshot.name}".encode("utf-8")).hexdigest()[:32]
-    return folder_identity(snapshot, flag)
+    return folder_identity(snapshot, param)
 
 
 class ClapTextEncoder:
@@ -188,23 +208,32 @@ class ClapTextEncoder:
         self.max_tokens = int(model.config.text_config.max_position_embeddings) - 2  # RoBERTa offsets positions by 2
 
     @classmethod
-    def load(cls, source: str, device: str, flag: str = "--clap_model") -> "ClapTextEncoder":
-        """Load ``ClapModel`` and its tokenizer (via ``ClapProcessor``) from a folder or hub id."""
+    def load(cls, source: str, device: str, param: str = "clap_model") -> "ClapTextEncoder":
+        """Load ``ClapModel`` and its tokenizer (via ``ClapProcessor``) from a folder or hub id.
+
+        Errors are :class:`~auditoryhum.errors.ParameterError` naming ``param`` (the parameter
+        that named ``source``; the command line shows its flag).
+        """
+        with as_parameter(param):
+            return cls._load(source, device, param)
+
+    @classmethod
+    def _load(cls, source: str, device: str, param: str) -> "ClapTextEncoder":
         from transformers import ClapModel, ClapProcessor
 
         from auditoryhum.console import progress_enabled
         from auditoryhum.models.loader import check_model_type, load_pretrained, load_processor
 
-        check_model_type(source, flag, ("clap",), "a CLAP model")
+        check_model_type(source, param, ("clap",), "a CLAP model")
         if not progress_enabled():
             import transformers
 
             transformers.utils.logging.disable_progress_bar()
-        processor = load_processor(ClapProcessor, source, flag)
-        model = load_pretrained(ClapModel, source, flag, device=device)
+        processor = load_processor(ClapProcessor, source, param)
+        model = load_pretrained(ClapModel, source, param, device=device)
         return cls(model, processor.tokenizer, device, name=source)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = CLAP_TEXT_BATCH_SIZE, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts``: float32 rows, shape (len(texts), dim), in the order given.
 
         Texts are batched by length, so a batch pads little; the attention mask keeps padding
@@ -285,9 +314,9 @@ def embed_distinct_cached(
     for i, text in enumerate(texts):
         if text in found:
             if found[text].shape[0] != dim:
-                raise UserError(
+                raise MentionError(
                     f"the text-embedding cache holds {found[text].shape[0]}-d rows but the model gives {dim}-d; "
-                    f"delete the cache folder or use --no_cache"
+                    f"delete the cache folder or use {mention('no_cache')}"
                 )
             rows[i] = found[text]
         else:

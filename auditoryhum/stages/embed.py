@@ -5,11 +5,10 @@
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Union
 
+from auditoryhum.defaults import ST_BATCH_SIZE  # labels per forward pass of the sentence model
 from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded
 from auditoryhum.stages.label import _check_precision, _local
 
-#: Labels per forward pass of the sentence model.
-ST_BATCH_SIZE = 32
 #: The audio models :func:`embed_audio` runs.
 AUDIO_KINDS = ("ast", "clap")
 #: The families whose audio tower :func:`embed_tower` runs.

@@ -4,14 +4,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+# The choices a caller may pass (sample formats, ffmpeg's names; resamplers): one definition, in
+# auditoryhum.defaults, which auditoryhum.resample uses too.
+from auditoryhum.defaults import BITS_CHOICES, DEFAULT_RESAMPLER, RESAMPLER_CHOICES  # noqa: F401 (re-exported)
 from auditoryhum.recipe import RESAMPLE_BITS, RESAMPLE_CHANNELS, RESAMPLE_RATE
 from auditoryhum.stages._base import StageResult, expand_clips, guarded
-
-#: Sample formats (ffmpeg's names) and resamplers; one definition in :mod:`auditoryhum.resample`,
-#: repeated here only as the choices a caller may pass (checked against it in :func:`resample`).
-BITS_CHOICES = ("u8", "s16", "s32", "flt", "dbl")
-RESAMPLER_CHOICES = ("ffmpeg", "soxr")
-DEFAULT_RESAMPLER = "ffmpeg"
 
 
 def default_jobs() -> int:

@@ -201,17 +201,24 @@ def score_boost(csv1: str, csv2: str, csv3: str) -> BoostResult:
         Scores file from the merged labels (same clips, same order).
     csv3 : str
         The annotations file (blank line = not annotated; may be shorter). Nothing is written.
+
+    Raises
+    ------
+    UserError
+        When ``csv1`` and ``csv2`` differ in length, or name different clips in one row (the
+        first such row, with both paths), or ``csv3`` is longer or has no annotation.
     """
     with guarded("score_boost", {"csv1": csv1, "csv2": csv2, "csv3": csv3}, {}):
         from auditoryhum.console import warn
         from auditoryhum.errors import UserError
         from auditoryhum.hitl import score_boost as boost_of
-        from auditoryhum.io.artefacts import check_aligned, read_annotations, read_scores
+        from auditoryhum.io.artefacts import check_aligned, check_same_clips, read_annotations, read_scores
 
         without = read_scores(csv1)
         with_human = read_scores(csv2)
         annotations = read_annotations(csv3)
-        check_aligned(f"scores file {csv1}", len(without), f"scores file {csv2}", len(with_human))
+        # Paired row by row: the counts must agree and, where both rows name a clip, the clips too.
+        check_same_clips(f"scores file {csv1}", without, f"scores file {csv2}", with_human)
         check_aligned(f"scores file {csv1}", len(without), f"annotations file {csv3}", len(annotations), b_may_be_shorter=True)
         boost = boost_of([r.score for r in without], [r.score for r in with_human], annotations)
         if boost.n_annotated == 0:
