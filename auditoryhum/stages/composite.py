@@ -197,7 +197,7 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
 
         from auditoryhum.models.chat import run_composite_labelling
 
-        run_info = {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv}
+        run_info = {"label_csv": str(label_csv), "top_label_scores_csv": str(top_label_scores_csv)}  # JSON: no Path
 
         def work():
             with as_parameter("model"):
