@@ -45,7 +45,11 @@ def test_readme_main_job(tmp_path):
             log = (out / "logs" / f"{feat}_{algo}.txt").read_text()
             assert "Silhouette Score " in log
     assert np.load(out / "features" / "mfcc.npy").shape == (48, 20)
-    assert np.load(out / "features" / "st.npy").shape == (48, 384)
+    # the paper's all-mpnet-base-v2 (installed by tools/ensure_venv.sh), not the MiniLM fallback
+    assert "sentence model: " in proc.stdout and "all-mpnet-base-v2" in proc.stdout
+    st = np.load(out / "features" / "st.npy")
+    assert st.shape == (48, 768)
+    np.testing.assert_allclose(np.linalg.norm(st, axis=1), 1.0, atol=1e-5)
     assert len(os.listdir(out / "clips_16k")) == 48
     assert all(sf.info(str(p)).samplerate == 16000 and sf.info(str(p)).channels == 1 for p in (out / "clips_16k").iterdir())
     assert "Total labels belonging to more than 1 cluster:" in (out / "composite_stats.txt").read_text()
