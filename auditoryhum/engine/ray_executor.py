@@ -28,6 +28,7 @@ joined cluster the default CPUs per actor leave one CPU free.
 import logging
 import os
 import pickle
+import warnings
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from auditoryhum.console import note
@@ -86,6 +87,34 @@ class _RayStep:
             "error": np.array(["" if o.error is None else "\x00" + o.error for o in outcomes], dtype=object),
             "digest": np.array([o.digest or "" for o in outcomes], dtype=object),
         }
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(ray, address: str) -> None:
+    """Stop in one line unless something listens at ``address`` (``auto`` is looked up first)."""
+    import socket
+
+    target = address
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address_or_die
+
+            target = canonicalize_bootstrap_address_or_die("auto")
+        except Exception as exc:  # no cluster started on this machine
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise UserError(f"cannot reach the Ray cluster at 'auto': {text}; start one with 'ray start --head' or give "
+                            f"--ray_address host:port") from None
+    hostport = target.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise UserError(f"cannot reach the Ray cluster at {address!r} ({why}); check --ray_address (host:port of the "
+                        f"head node, 'auto' on a cluster node, or ray://host:10001) and that the cluster is up") from None
 
 
 def _can_open(path: str) -> str:
@@ -147,6 +176,9 @@ class RayExecutor(Executor):
             return ray
         kwargs = dict(logging_level=logging.INFO if self.verbose else logging.ERROR, log_to_driver=self.verbose,
                       include_dashboard=False, configure_logging=True)
+        if not self.verbose:
+            # The driver's core worker logs notices (e.g. about actor constructor arguments) as errors.
+            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         if self.ray_address is None:
             # A private instance on this machine: no token to manage (Ray warns without one).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -155,6 +187,8 @@ class RayExecutor(Executor):
             # One logical CPU beyond the actors' so that reading and collecting always progress.
             kwargs["num_cpus"] = int(max(cpus, -(-needed // 1))) + 1
         else:
+            # Ray retries an unreachable address for minutes, logging as it goes: check first.
+            _probe(ray, self.ray_address)
             kwargs["address"] = self.ray_address
         try:
             ray.init(**kwargs)
@@ -227,12 +261,16 @@ class _RayStream(BatchStream):
         items = [{"index": t.index, "path": t.path or "", "payload": pickle.dumps(t.payload)} for t in self.tasks]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 200)))
         del items
-        ds = ds.map_batches(
-            _RayStep, fn_constructor_args=(pickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=ex.actors), num_cpus=plan["cpus"], num_gpus=plan["gpus"],
-            batch_format="numpy", zero_copy_batch=True,
-            max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates passing actor options as extra keywords but has no named
+            # parameter for these two yet (its own defaults retry without bound).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ds = ds.map_batches(
+                _RayStep, fn_constructor_args=(ray.cloudpickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
+                compute=ray.data.ActorPoolStrategy(size=ex.actors), num_cpus=plan["cpus"], num_gpus=plan["gpus"],
+                batch_format="numpy", zero_copy_batch=True,
+                max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
+            )
         self.iterator = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
 
     def __next__(self) -> List[Outcome]:

@@ -1,0 +1,240 @@
+"""The Ray executor (auditoryhum.engine.ray_executor) on a local Ray instance on the CPU.
+
+One Ray instance serves the whole module (started by the ``ray_cluster`` fixture, 3 logical
+CPUs: two actors plus one for Ray Data's reading and collecting). Outputs are compared byte
+for byte with the local engine's on tiny random models: Qwen2-Audio labels and AST rows.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, write_tone
+
+ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "auditoryhum[ray]" to test the Ray engine')
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray instance for this module; yields its address (for other driver processes)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Seven short clips of different pitch and length, and one that is not audio."""
+    folder = tmp_path_factory.mktemp("ray_clips")
+    for k in range(7):
+        write_tone(folder / f"c{k}.wav", seconds=0.3 + 0.1 * k, freq=200.0 + 130 * k)
+    (folder / "c3_bad.wav").write_bytes(b"not audio" * 20)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def many_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ray_many")
+    for k in range(30):
+        write_tone(folder / f"m{k:02d}.wav", seconds=0.3 + 0.02 * k, freq=150.0 + 40 * k)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ast_model(tmp_path_factory):
+    from tiny_embed_models import build_tiny_ast
+
+    return str(build_tiny_ast(tmp_path_factory.mktemp("ray_ast") / "ast"))
+
+
+@pytest.fixture(scope="module")
+def qwen2a_model(tmp_path_factory):
+    from tiny_mllm_models import tiny_model
+
+    return str(tiny_model(tmp_path_factory.getbasetemp() / "tiny_mllm", "qwen2a", "random"))
+
+
+def _paths(folder):
+    return sorted(str(p) for p in folder.glob("*.wav"))
+
+
+def _embed(model, folder, out, **engine):
+    from auditoryhum.models.audio_embed import ASTEmbedder, run_clip_embeddings
+
+    return run_clip_embeddings(ASTEmbedder, model, "--ast_model", "cpu", _paths(folder), str(out), 2, **engine)
+
+
+def _label(model, folder, out, **engine):
+    from auditoryhum.models.device import resolve_precision
+    from auditoryhum.models.families import get_family
+    from auditoryhum.models.labeller import run_labelling, user_prompt
+
+    paths = _paths(folder)
+    return run_labelling(get_family("qwen2a"), model, paths, [user_prompt(None)] * len(paths), str(out),
+                         resolve_precision("cpu"), batch_size=2, **engine)
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_ast_rows_ray_equal_local(ray_cluster, ast_model, clips, tmp_path, capsys):
+    local, _ = _embed(ast_model, clips, tmp_path / "local.npy")
+    remote, _ = _embed(ast_model, clips, tmp_path / "ray.npy", engine="ray", actors=2)
+    assert (tmp_path / "local.npy").read_bytes() == (tmp_path / "ray.npy").read_bytes()
+    assert remote.failures == local.failures and len(remote.failures) == 1 and "c3_bad.wav" in remote.failures[0]
+    assert np.isnan(remote.rows[4]).all()  # the failed clip's row, as locally
+    err = capsys.readouterr().err
+    assert err.count("note: Ray: 2 actor(s), each 1 CPU and 0 GPU") == 1
+
+
+def test_labels_ray_equal_local_and_resume_across_engines(ray_cluster, qwen2a_model, clips, tmp_path):
+    local = _label(qwen2a_model, clips, tmp_path / "local.csv")
+    remote = _label(qwen2a_model, clips, tmp_path / "ray.csv", engine="ray", actors=2)
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "ray.csv").read_bytes()
+    assert len(set(local.labels)) > 2 and remote.failures == local.failures and len(remote.failures) == 1
+
+    # The failed clip keeps the Ray run's journal; fixed, a local rerun reuses the rest.
+    write_tone(clips / "c3_bad.wav", seconds=0.5, freq=900.0)
+    try:
+        again = _label(qwen2a_model, clips, tmp_path / "ray.csv")
+        assert again.reused == 7 and not again.failures
+        fresh = _label(qwen2a_model, clips, tmp_path / "fresh.csv", engine="ray")
+        assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "fresh.csv").read_bytes()
+    finally:
+        (clips / "c3_bad.wav").write_bytes(b"not audio" * 20)
+
+
+def _actor_pids():
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "MapWorker" in cmd and "_RayStep" in cmd:
+            pids.append(proc.info["pid"])
+    return pids
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_an_actor_killed_mid_run_is_replaced_and_the_output_is_identical(ray_cluster, ast_model, many_clips, tmp_path):
+    from auditoryhum.models.audio_embed import ASTEmbedder, run_clip_embeddings
+
+    paths = _paths(many_clips)
+    run_clip_embeddings(ASTEmbedder, ast_model, "--ast_model", "cpu", paths, str(tmp_path / "local.npy"), 1)
+    out = tmp_path / "ray.npy"
+    journal = tmp_path / ".ray.npy.journal"
+    killed = []
+
+    def kill_one_actor_once_journalled():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= 3:
+                for pid in _actor_pids()[:1]:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_one_actor_once_journalled, daemon=True)
+    watcher.start()
+    table, _ = run_clip_embeddings(ASTEmbedder, ast_model, "--ast_model", "cpu", paths, str(out), 1,
+                                   engine="ray", actors=2)
+    watcher.join(timeout=5)
+    assert killed, "no actor was killed while the run was going"
+    assert table.failures == []
+    assert out.read_bytes() == (tmp_path / "local.npy").read_bytes()
+    assert not journal.exists()
+
+
+_DRIVER = """
+import sys
+from auditoryhum.models.audio_embed import ASTEmbedder, run_clip_embeddings
+folder, model, out, address = sys.argv[1:5]
+import glob
+paths = sorted(glob.glob(folder + "/*.wav"))
+run_clip_embeddings(ASTEmbedder, model, "--ast_model", "cpu", paths, out, 1, engine="ray", ray_address=address, actors=2)
+"""
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_driver_killed_then_rerun_under_either_engine_is_identical(ray_cluster, ast_model, many_clips, tmp_path):
+    paths = _paths(many_clips)
+    reference = tmp_path / "reference.npy"
+    _embed(ast_model, many_clips, reference)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO))
+
+    for rerun_engine in ("local", "ray"):
+        out = tmp_path / f"killed_{rerun_engine}.npy"
+        journal = tmp_path / f".killed_{rerun_engine}.npy.journal"
+        child = subprocess.Popen([sys.executable, "-c", _DRIVER, str(many_clips), ast_model, str(out), ray_cluster],
+                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 180
+            while time.time() < deadline and child.poll() is None:
+                if journal.exists() and journal.read_bytes().count(b"\n") >= 3:
+                    break
+                time.sleep(0.01)
+            assert child.poll() is None, "the driver finished before it could be killed"
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.wait(timeout=30)
+        assert child.returncode == -signal.SIGKILL and not out.exists()
+        done = journal.read_bytes().count(b"\n") - 1
+        assert 2 <= done < len(paths)
+        engine = {"engine": "ray", "actors": 2} if rerun_engine == "ray" else {}
+        _, reused = _embed(ast_model, many_clips, out, **engine)
+        assert reused >= done
+        assert out.read_bytes() == reference.read_bytes()
+
+
+def test_missing_ray_is_one_line(monkeypatch):
+    from auditoryhum.engine import make_executor
+    from auditoryhum.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(UserError) as info:
+        make_executor("ray")
+    assert str(info.value) == 'the Ray engine needs Ray: pip install "auditoryhum[ray]"'
+
+
+def test_unreachable_address_is_one_line_naming_it():
+    code = ("from auditoryhum.engine.ray_executor import RayExecutor\n"
+            "from auditoryhum.errors import UserError\n"
+            "for address in ('127.0.0.1:1', 'ray://127.0.0.1:1'):\n"
+            "    try:\n        RayExecutor(ray_address=address).connect()\n"
+            "    except UserError as exc:\n        print(exc)\n")
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert time.time() - start < 60
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2, proc.stdout + proc.stderr
+    assert lines[0].startswith("cannot reach the Ray cluster at '127.0.0.1:1' (Connection refused)")
+    assert lines[1].startswith("cannot reach the Ray cluster at 'ray://127.0.0.1:1' (Connection refused)")
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_worker_that_cannot_read_the_clips_is_one_line(ray_cluster, ast_model, tmp_path):
+    from auditoryhum.engine.ray_executor import RayExecutor
+    from auditoryhum.errors import UserError
+
+    with pytest.raises(UserError, match="a Ray worker cannot open .*missing.wav.*shared file system"):
+        RayExecutor()._check_worker_can_read(ray, str(tmp_path / "missing.wav"))
+
+
+def test_more_gpus_than_the_cluster_has_is_one_line(ray_cluster):
+    from auditoryhum.engine.ray_executor import RayExecutor
+    from auditoryhum.errors import UserError
+
+    with pytest.raises(UserError, match="2 actor\\(s\\) x 1 GPU need 2 GPUs but the Ray cluster has 0"):
+        RayExecutor(actors=2, gpus_per_actor=1)._plan(ray)
+    with pytest.raises(UserError, match="leave no CPU"):
+        RayExecutor(actors=3, cpus_per_actor=1)._plan(ray)
+    plan = RayExecutor(actors=2)._plan(ray)
+    assert plan == {"cpus": 1.0, "gpus": 0.0}
