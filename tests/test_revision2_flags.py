@@ -191,7 +191,7 @@ def _seen_prompts(family_key, folder, fam, prompts, postprocess):
     return labels, processor.tokenizer.batch_decode(seen[0], skip_special_tokens=False)
 
 
-@pytest.mark.parametrize("family", ["qwen2_5o", "gemma3n", "qwen2a"])
+@pytest.mark.parametrize("family", ["qwen2_5o", "gemma3n", "qwen2a", "qwen3o"])
 def test_caption_conversation_has_no_system_turn_and_the_caption_prompt(tiny_base, family):
     from auditoryhum.models.families import get_family
     from auditoryhum.models.labeller import POSTPROCESS, user_prompt
