@@ -220,6 +220,7 @@ def test_caption_task_end_to_end_and_the_resume_key(clips, tiny_base, tmp_path, 
     from auditoryhum.engine import digest
     from auditoryhum.stages.label import label
 
+    model = tiny_model(tiny_base, "qwen2_5o", "known")  # built (if needed) before the spies: building renders too
     keys, rendered = [], []
     real_run, real_render = labeller.run_resumable, labeller.render_prompts
 
@@ -234,7 +235,6 @@ def test_caption_task_end_to_end_and_the_resume_key(clips, tiny_base, tmp_path, 
 
     monkeypatch.setattr(labeller, "run_resumable", spy_run)
     monkeypatch.setattr(labeller, "render_prompts", spy_render)
-    model = tiny_model(tiny_base, "qwen2_5o", "known")
     out = tmp_path / "captions.csv"
     result = label(f"{clips}/*.wav", str(model), out, family="qwen2_5o", task="caption", device="cpu", batch_size=2)
     assert out.read_bytes() == (KNOWN_CAPTION + "\n").encode() * 4 and result.labels == [KNOWN_CAPTION] * 4
