@@ -196,6 +196,18 @@ def _flat(files: Dict[str, PathArg]) -> Iterable[str]:
                 yield os.path.abspath(path)
 
 
+def _in_stage(name: str, exc: UserError) -> UserError:
+    """``exc`` with the stage named in front; a parameter's error stays one (shown under its flag)."""
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.stages._base import MentionError, mention
+
+    if isinstance(exc, MentionError):
+        return MentionError(f"stage {name}: {exc.text}")
+    if isinstance(exc, ParameterError):
+        return MentionError(f"stage {name}: {mention(exc.param)} {exc.problem}")
+    return UserError(f"stage {name}: {exc}")
+
+
 @dataclass
 class StepOutcome:
     name: str
@@ -231,7 +243,7 @@ def execute(steps: Sequence[Step], out_dir: str, announce: Callable[[str], None]
             try:
                 result = step.run()
             except UserError as exc:
-                raise UserError(f"stage {step.name}: {exc}") from None
+                raise _in_stage(step.name, exc) from None
             seconds = time.monotonic() - started
             failures = list(getattr(result, "failures", None) or [])
             summary = step.summary(result)

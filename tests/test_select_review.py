@@ -414,7 +414,7 @@ def test_paired_scores_files_must_name_the_same_clips(tmp_path):
         check_same_clips("scores file A", a, "scores file B", b)
     assert str(info.value) == ("scores file A and scores file B are not about the same clips: row 2 is "
                                "'clips/1.wav' in one and 'clips/other.wav' in the other; score both label "
-                               "files against the same --filedir")
+                               "files against the same filedir")
     with pytest.raises(UserError, match="has 2 lines but scores file A has 3"):
         check_same_clips("scores file A", a, "scores file B", b[:2])
 
