@@ -524,19 +524,24 @@ def _silhouette_distinct(space: np.ndarray, labels: np.ndarray) -> Optional[floa
             cd = np.zeros(n_labels, dtype=dt)
             cd += sums
             base[u] = cd
-            for i in copies[u]:
-                c = enc[i]
-                if row[i] == 0:
-                    own = sums[c]  # adding the zeroed self-distance changes nothing
-                else:
-                    w = row[members[c]].astype(np.float64)
-                    t = position[i]
-                    w[t] = 0.0
-                    # The ordered (sequential) sum np.bincount takes: cumsum accumulates in order.
-                    own = np.cumsum(w)[-1] if w.shape[0] else 0.0
-                one = np.zeros(1, dtype=dt)
-                one += own
-                intra[i] = one[0]
+            mine = np.asarray(copies[u], dtype=np.intp)
+            c = enc[mine[0]]  # every copy of u is in one cluster (checked above)
+            if row[mine[0]] == 0:
+                own = np.full(mine.shape[0], sums[c])  # adding a zeroed self-distance changes nothing
+            else:
+                # Each copy's ordered sum over its cluster without its own position: one row per
+                # copy, cumsum along the rows (add.accumulate is sequential, as np.bincount's sum).
+                w = row[members[c]].astype(np.float64)
+                own = np.empty(mine.shape[0])
+                step_rows = max(1, int(2**22 // max(w.shape[0], 1)))
+                for a in range(0, mine.shape[0], step_rows):
+                    part = mine[a:a + step_rows]
+                    block_w = np.broadcast_to(w, (part.shape[0], w.shape[0])).copy()
+                    block_w[np.arange(part.shape[0]), position[part]] = 0.0
+                    own[a:a + step_rows] = np.cumsum(block_w, axis=1)[:, -1]
+            one = np.zeros(mine.shape[0], dtype=dt)
+            one += own
+            intra[mine] = one
         del D
     # The rest exactly as scikit-learn's reduction and silhouette_samples, on all rows.
     inter = np.empty(n, dtype=dt)

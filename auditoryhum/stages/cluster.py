@@ -130,13 +130,14 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
                         f"clustering needs at least 2")
     cache = open_cache(cache_dir, no_cache)
     fitted = cl.cluster(algorithm, X, n_clusters=n_clusters, min_cluster_size=min_cluster_size, cache=cache)
-    for message in fitted.warnings:
-        say_warning(message)
     identical = cl.all_identical(X)
     if identical:
+        # One line for the cause; the estimators' own complaints about it would only repeat it.
         say_warning(cl.identical_warning(X.shape[0]))
         score = None
     else:
+        for message in fitted.warnings:
+            say_warning(message)
         score = cl.silhouette(fitted.space, fitted.labels, cache)
     labels = cl.expand_labels(fitted.labels, mask)
 
