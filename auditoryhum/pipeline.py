@@ -311,6 +311,13 @@ class RunOptions:
     chat_model: Optional[str] = None
     device: str = "auto"
     batch_size: Optional[int] = None
+    #: where the per-clip model stages (labelling, CLAP audio embeddings) run: "local" or "ray"
+    engine: str = "local"
+    ray_address: Optional[str] = None
+    actors: int = 1
+    gpus_per_actor: Optional[float] = None
+    cpus_per_actor: Optional[float] = None
+    verbose: bool = False
     title: str = "AuditoryHuM run"
 
     def validate(self) -> "RunOptions":
@@ -331,6 +338,8 @@ class RunOptions:
         self.batch_size = validation.optional_positive_int(self.batch_size, "batch_size")
         if self.penalty is not None:
             self.penalty = validation.finite_non_negative(self.penalty, "penalty")
+        self.engine_kw = validation.engine_options(self.engine, self.ray_address, self.actors, self.gpus_per_actor,
+                                                   self.cpus_per_actor, self.verbose)
         return self
 
 
@@ -398,7 +407,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
             inputs={"filedir": clips}, outputs={"text_label_csv": at["labels"]},
             options={"labeller": opts.labeller, "model": _model_identity(opts.labeller_model), **device, **batch},
             run=lambda: ah.label(clips, opts.labeller_model, at["labels"], family=opts.labeller,
-                                 device=opts.device, batch_size=opts.batch_size),
+                                 device=opts.device, batch_size=opts.batch_size, **opts.engine_kw),
         ))
     else:
         given = opts.text_label_csv
@@ -432,7 +441,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
             inputs={"filedir": clips}, outputs={"clap_npy": at["clap"]},
             options={"clap_model": _model_identity(opts.clap_model), **device, **batch},
             run=lambda: ah.embed_audio(clips, opts.clap_model, at["clap"], kind="clap",
-                                       device=opts.device, batch_size=opts.batch_size),
+                                       device=opts.device, batch_size=opts.batch_size, **opts.engine_kw),
         ))
     steps.append(scoring("scores", at["labels"], at["scores"], "keep each clip's best label by CLAP score"))
     if opts.clap_model is None:
@@ -598,12 +607,14 @@ def options_from_args(args) -> RunOptions:
     """
     from dataclasses import fields
 
-    names = [f.name for f in fields(RunOptions)]
-    values = {name: getattr(args, name, None) for name in names}
+    from dataclasses import MISSING
+
+    defaults = {f.name: (None if f.default is MISSING else f.default) for f in fields(RunOptions)}
+    values = {name: getattr(args, name, None) for name in defaults}
     if getattr(args, "config", None):
-        config = read_config(args.config, names)
-        for key, value in config.items():
-            if values.get(key) in (None, False):
+        # A flag left at its default does not override the file (argparse cannot tell "not given").
+        for key, value in read_config(args.config, list(defaults)).items():
+            if values.get(key) is None or values.get(key) == defaults[key]:
                 values[key] = value
     values = {k: v for k, v in values.items() if v is not None}
     return RunOptions(**{"filedir": values.pop("filedir", ""), "out_dir": values.pop("out_dir", ""), **values})

@@ -68,3 +68,26 @@ def one_of(value: Any, choices: Iterable[Any], param: str) -> Any:
         shown = ", ".join(str(c) for c in choices)
         raise ParameterError(param, f"must be one of {shown}, got {value!r}")
     return value
+
+
+#: The run engines of the per-clip stages (:mod:`auditoryhum.engine`).
+ENGINES = ("local", "ray")
+
+
+def engine_options(engine: str = "local", ray_address: Optional[str] = None, actors: Any = 1,
+                   gpus_per_actor: Any = None, cpus_per_actor: Any = None, verbose: bool = False) -> dict:
+    """The engine keyword arguments of a per-clip stage, checked, as a dict for the run engine.
+
+    ``engine`` is ``"local"`` (in this process) or ``"ray"`` (a Ray Data actor pool; the Ray
+    options are ignored by ``"local"``).
+    """
+    one_of(engine, ENGINES, "engine")
+    actors = positive_int(actors, "actors")
+    for value, param in ((gpus_per_actor, "gpus_per_actor"), (cpus_per_actor, "cpus_per_actor")):
+        if value is not None:
+            finite_non_negative(value, param)
+    if cpus_per_actor is not None and float(cpus_per_actor) == 0:
+        raise ParameterError("cpus_per_actor", "must be more than 0 (a fraction such as 0.5 is fine)")
+    return {"engine": engine, "ray_address": ray_address, "actors": actors,
+            "gpus_per_actor": None if gpus_per_actor is None else float(gpus_per_actor),
+            "cpus_per_actor": None if cpus_per_actor is None else float(cpus_per_actor), "verbose": bool(verbose)}

@@ -1,6 +1,6 @@
 """features_ast.py, features_clap.py: one embedding row per clip from an audio model."""
 
-from auditoryhum.cli.options import add_batch_size, add_device, add_filedir
+from auditoryhum.cli.options import add_batch_size, add_device, add_engine_arguments, add_filedir, engine_options
 
 # command -> (kind, what the model is, help for the model flag)
 _MODEL_OF_COMMAND = {
@@ -17,6 +17,7 @@ def add_arguments(parser, name):
                         help=f"output .npy: one {what} embedding row per clip, in sorted-path order")
     add_device(parser)
     add_batch_size(parser, "clips per forward pass (default: 32 on CUDA, 8 otherwise)")
+    add_engine_arguments(parser)
 
 
 def run(args, name):
@@ -25,6 +26,7 @@ def run(args, name):
 
     kind, what, _ = _MODEL_OF_COMMAND[name]
     # Checkpointed per batch: rerunning the same command after a kill resumes where it stopped.
-    result = embed_audio(args.filedir, args.model, args.output_npy, kind=kind, device=args.device, batch_size=args.batch_size)
+    result = embed_audio(args.filedir, args.model, args.output_npy, kind=kind, device=args.device, batch_size=args.batch_size,
+                         **engine_options(args))
     print(f"{what} embeddings of {len(result.paths)} clips -> {args.output_npy} shape {result.rows.shape}")
     return report_failures(result.failures, len(result.paths))

@@ -1,6 +1,6 @@
 """features_qwen2a.py, features_gemma3n.py: audio-tower embedding of every clip, summed over time."""
 
-from auditoryhum.cli.options import add_filedir, add_precision_arguments, per_device
+from auditoryhum.cli.options import add_engine_arguments, add_filedir, add_precision_arguments, engine_options, per_device
 from auditoryhum.stages._base import light_constant
 
 # Which family's tower each command runs, and its output flag.
@@ -22,6 +22,7 @@ def add_arguments(parser, name):
                         help="output .npy, one row per clip in sorted-path order (float32)")
     defaults = per_device(light_constant("auditoryhum.models.tower_embed", "DEFAULT_BATCH_SIZE"))
     add_precision_arguments(parser, f"clips per tower forward pass (default per device: {defaults})")
+    add_engine_arguments(parser)
 
 
 def run(args, name):
@@ -31,6 +32,6 @@ def run(args, name):
 
     key, _ = TOWER_OF_COMMAND[name]
     result = embed_tower(args.filedir, args.model, args.output_npy, family=key, device=args.device, dtype=args.dtype,
-                         quantization=args.quantization, batch_size=args.batch_size)
+                         quantization=args.quantization, batch_size=args.batch_size, **engine_options(args))
     print(f"{get_family(key).title} tower embeddings of {len(result.paths)} clips -> {args.output_npy} shape {result.rows.shape}")
     return report_failures(result.failures, len(result.paths), "their rows are NaN (rerun the same command to retry only those)")

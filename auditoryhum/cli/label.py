@@ -1,6 +1,7 @@
 """label_qwen2a.py, label_qwen2_5o.py, label_qwen3o.py, label_gemma3n.py: audio-LLM scene labels, one line per clip."""
 
-from auditoryhum.cli.options import add_annotations, add_filedir, add_precision_arguments, add_prompt_arguments, per_device
+from auditoryhum.cli.options import (add_annotations, add_engine_arguments, add_filedir, add_precision_arguments,
+                                     add_prompt_arguments, engine_options, per_device)
 from auditoryhum.stages._base import light_constant
 
 # Which family each command labels with (auditoryhum.models.families.FAMILIES).
@@ -28,6 +29,7 @@ def add_arguments(parser, name):
                         help="clips longer than the front end's window (30 s for Whisper-style front ends): "
                              "truncate (label the first window, as the paper) or window (label every window, join in order)")
     add_prompt_arguments(parser, repr(family.system_prompt))
+    add_engine_arguments(parser)
 
 
 def run(args, name):
@@ -38,7 +40,8 @@ def run(args, name):
     family = FAMILY_OF_COMMAND[name]
     result = label(args.filedir, args.model, args.text_label_csv, family=family, annotations=args.annotations,
                    device=args.device, dtype=args.dtype, quantization=args.quantization, batch_size=args.batch_size,
-                   long_audio=args.long_audio, task=args.task, prompt=args.prompt, system_prompt=args.system_prompt)
+                   long_audio=args.long_audio, task=args.task, prompt=args.prompt, system_prompt=args.system_prompt,
+                   **engine_options(args))
     what = "captions" if args.task == "caption" else "labels"
     print(f"{get_family(family).title} {what} of {len(result.paths)} clips -> {args.text_label_csv}")
     return report_failures(result.failures, len(result.paths),

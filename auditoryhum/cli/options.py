@@ -148,3 +148,24 @@ def gemini_options(args) -> dict:
     """The keyword arguments of the Gemini flags, for a stage function."""
     return {"api_key": args.api_key, "base_url": args.base_url, "max_retries": args.max_retries, "timeout": args.timeout,
             "retry_base_delay": args.retry_base_delay, "max_consecutive_failures": args.max_consecutive_failures}
+
+
+def add_engine_arguments(parser) -> None:
+    """``--engine {local,ray}`` and the Ray options of the per-clip model commands (README: "Running on a cluster")."""
+    group = parser.add_argument_group("engine (where the per-clip work runs)")
+    group.add_argument("--engine", default="local", choices=["local", "ray"],
+                       help="local (default): in this process; ray: an actor pool on a Ray cluster, same output bytes")
+    group.add_argument("--ray_address", default=None,
+                       help="with --engine ray: default start a local Ray instance; 'auto' or 'ray://host:port' joins a cluster")
+    group.add_argument("--actors", type=int, default=1, help="with --engine ray: model replicas (default 1)")
+    group.add_argument("--gpus_per_actor", type=number, default=None,
+                       help="with --engine ray: GPUs per replica (default 1 when Ray sees GPUs, else 0)")
+    group.add_argument("--cpus_per_actor", type=number, default=None,
+                       help="with --engine ray: CPUs per replica (default: what fits beside Ray Data's reading)")
+    group.add_argument("--verbose", action="store_true", help="show Ray's own log output")
+
+
+def engine_options(args) -> dict:
+    """The keyword arguments of :func:`add_engine_arguments`' flags, for a stage function."""
+    return {"engine": args.engine, "ray_address": args.ray_address, "actors": args.actors,
+            "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor, "verbose": args.verbose}

@@ -4,7 +4,7 @@ LABELLERS = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n", "gemini")
 
 
 def add_arguments(parser, name):
-    from auditoryhum.cli.options import add_device, positive_int
+    from auditoryhum.cli.options import add_device, add_engine_arguments, positive_int
 
     parser.add_argument("--config", default=None,
                         help="TOML file with the same options, one key per flag (e.g. filedir = 'clips/*.wav'); flags override it")
@@ -26,6 +26,7 @@ def add_arguments(parser, name):
     parser.add_argument("--chat_model", default=None, help="chat model that names the clusters (folder, hub id or .gguf); optional")
     add_device(parser)
     parser.add_argument("--batch_size", type=positive_int, default=None, help="items per model batch (default: per stage and device)")
+    add_engine_arguments(parser)
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="print the plan (every stage, and whether it is up to date) and run nothing")
 

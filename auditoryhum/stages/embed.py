@@ -53,7 +53,8 @@ def embed_mfcc(filedir: Union[str, Sequence[str]], mfcc_npy: str) -> EmbedResult
 
 
 def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str, *, kind: str,
-                device: str = "auto", batch_size: Optional[int] = None) -> EmbedResult:
+                device: str = "auto", batch_size: Optional[int] = None, engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
+                gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None, verbose: bool = False) -> EmbedResult:
     """One AST or CLAP audio embedding row per clip, saved as .npy, resumably.
 
     Parameters
@@ -70,9 +71,18 @@ def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
         ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``.
     batch_size : int, optional
         Clips per forward pass (>= 1); default 32 on CUDA, 8 elsewhere.
+    engine : {"local", "ray"}
+        Where the per-clip work runs: in this process, or on a Ray cluster (an actor pool
+        streamed by Ray Data; the same output bytes, journal and failure rows).
+    ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
+        Ray options: the cluster (None: start a local instance; ``"auto"``; ``"ray://host:port"``),
+        model replicas, GPUs and CPUs each replica holds (default 1 GPU when Ray sees GPUs, else
+        0), and Ray's own logging. See README "Running on a cluster".
     """
     from auditoryhum.models.device import DEVICE_CHOICES
-    from auditoryhum.validation import one_of, optional_positive_int
+    from auditoryhum.validation import engine_options, one_of, optional_positive_int
+
+    engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
     one_of(kind, AUDIO_KINDS, "kind")
     one_of(device, DEVICE_CHOICES, "device")
@@ -90,13 +100,14 @@ def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
         batch_size = batch_size or default_batch_size(resolved)
         note(f"device {resolved}, batch size {batch_size}")
         with as_parameter("model"):
-            table, _ = run_clip_embeddings(loader, model, "model", resolved, paths, output_npy, batch_size)
+            table, _ = run_clip_embeddings(loader, model, "model", resolved, paths, output_npy, batch_size, **engine_kw)
     return EmbedResult(outputs={"output_npy": str(output_npy)}, failures=list(table.failures), rows=table.rows, paths=paths)
 
 
 def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str, *, family: str,
                 device: str = "auto", dtype: str = "auto", quantization: str = "auto",
-                batch_size: Optional[int] = None) -> EmbedResult:
+                batch_size: Optional[int] = None, engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
+                gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None, verbose: bool = False) -> EmbedResult:
     """The audio-tower embedding of every clip (Qwen2-Audio or Gemma-3n), summed over time, saved as .npy.
 
     Parameters
@@ -112,8 +123,17 @@ def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
         As :func:`auditoryhum.label`.
     batch_size : int, optional
         Clips per tower forward pass (>= 1); default per device (``models.tower_embed.DEFAULT_BATCH_SIZE``).
+    engine : {"local", "ray"}
+        Where the per-clip work runs: in this process, or on a Ray cluster (an actor pool
+        streamed by Ray Data; the same output bytes, journal and failure rows).
+    ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
+        Ray options: the cluster (None: start a local instance; ``"auto"``; ``"ray://host:port"``),
+        model replicas, GPUs and CPUs each replica holds (default 1 GPU when Ray sees GPUs, else
+        0), and Ray's own logging. See README "Running on a cluster".
     """
-    from auditoryhum.validation import one_of, optional_positive_int
+    from auditoryhum.validation import engine_options, one_of, optional_positive_int
+
+    engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
     one_of(family, TOWER_FAMILIES, "family")
     batch_size = optional_positive_int(batch_size, "batch_size")
@@ -131,7 +151,7 @@ def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
             check_model_type(model, "model", fam.model_types, fam.what)
         precision = resolve_precision(device, dtype, quantization)
         with as_parameter("model"):
-            report = run_tower_embeddings(fam, model, paths, output_npy, precision, batch_size=batch_size)
+            report = run_tower_embeddings(fam, model, paths, output_npy, precision, batch_size=batch_size, **engine_kw)
     return EmbedResult(outputs={"output_npy": str(output_npy)}, failures=list(report.failures), rows=report.rows, paths=paths)
 
 

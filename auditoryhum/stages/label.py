@@ -106,7 +106,9 @@ def clip_prompts(paths: Sequence[str], annotations: Optional[str] = None, clips:
 def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *, family: str,
           annotations: Optional[str] = None, device: str = "auto", dtype: str = "auto", quantization: str = "auto",
           batch_size: Optional[int] = None, long_audio: str = "truncate", task: str = "labels",
-          prompt: Optional[str] = None, system_prompt: Optional[str] = None) -> LabelResult:
+          prompt: Optional[str] = None, system_prompt: Optional[str] = None,
+          engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
+          gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None, verbose: bool = False) -> LabelResult:
     """Label every clip with an audio LLM and write one line per clip to ``text_label_csv``.
 
     Parameters
@@ -139,13 +141,22 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         System turn instead of the task's (``labels``: the family's; ``caption``: none);
         ``""`` sends no system turn. The task, prompt and system prompt are part of the resume
         key and of the run log (``settings.label``).
+    engine : {"local", "ray"}
+        Where the per-clip work runs: in this process, or on a Ray cluster (an actor pool
+        streamed by Ray Data; the same output bytes, journal and failure rows).
+    ray_address, actors, gpus_per_actor, cpus_per_actor, verbose
+        Ray options: the cluster (None: start a local instance; ``"auto"``; ``"ray://host:port"``),
+        model replicas, GPUs and CPUs each replica holds (default 1 GPU when Ray sees GPUs, else
+        0), and Ray's own logging. See README "Running on a cluster".
 
     Returns
     -------
     LabelResult
         ``outputs["text_label_csv"]``, the label lines, and one failure message per failed clip.
     """
-    from auditoryhum.validation import one_of, optional_positive_int
+    from auditoryhum.validation import engine_options, one_of, optional_positive_int
+
+    engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
     one_of(family, LABEL_FAMILIES, "family")
     batch_size = optional_positive_int(batch_size, "batch_size")
@@ -175,7 +186,7 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         precision = resolve_precision(device, dtype, quantization)
         with as_parameter("model"):
             report = run_labelling(fam, model, paths, prompts, text_label_csv, precision,
-                                   batch_size=batch_size, long_audio=long_audio, task=task)
+                                   batch_size=batch_size, long_audio=long_audio, task=task, **engine_kw)
     return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
                        labels=list(report.labels), paths=list(paths), model=model)
 
