@@ -117,7 +117,7 @@ def _actor_pids():
     pids = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "MapWorker" in cmd and "_RayStep" in cmd:
+        if "MapWorker" in cmd and "RayStep" in cmd:
             pids.append(proc.info["pid"])
     return pids
 

@@ -117,6 +117,17 @@ def _probe(ray, address: str) -> None:
                         f"head node, 'auto' on a cluster node, or ray://host:10001) and that the cluster is up") from None
 
 
+def _bound_step_class(spec_bytes: bytes, verbose: bool):
+    """A :class:`_RayStep` with the spec built in: Ray pickles the class itself (by value), so
+    no constructor arguments live in the object store, where an actor restart would need them."""
+
+    class RayStep(_RayStep):
+        def __init__(self):
+            super().__init__(spec_bytes, verbose)
+
+    return RayStep
+
+
 def _can_open(path: str) -> str:
     """Run on a worker: ``""`` when ``path`` can be opened, else why not."""
     try:
@@ -176,9 +187,6 @@ class RayExecutor(Executor):
             return ray
         kwargs = dict(logging_level=logging.INFO if self.verbose else logging.ERROR, log_to_driver=self.verbose,
                       include_dashboard=False, configure_logging=True)
-        if not self.verbose:
-            # The driver's core worker logs notices (e.g. about actor constructor arguments) as errors.
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         if self.ray_address is None:
             # A private instance on this machine: no token to manage (Ray warns without one).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -261,12 +269,13 @@ class _RayStream(BatchStream):
         items = [{"index": t.index, "path": t.path or "", "payload": pickle.dumps(t.payload)} for t in self.tasks]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 200)))
         del items
+        self.tasks = []  # in the object store now: the driver keeps no second copy
         with warnings.catch_warnings():
             # Ray 2.60 deprecates passing actor options as extra keywords but has no named
             # parameter for these two yet (its own defaults retry without bound).
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(
-                _RayStep, fn_constructor_args=(ray.cloudpickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
+                _bound_step_class(ray.cloudpickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
                 compute=ray.data.ActorPoolStrategy(size=ex.actors), num_cpus=plan["cpus"], num_gpus=plan["gpus"],
                 batch_format="numpy", zero_copy_batch=True,
                 max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
@@ -278,6 +287,7 @@ class _RayStream(BatchStream):
             raise StopIteration
         if self.iterator is None:
             if not self.tasks:
+                self.close()
                 raise StopIteration
             self._start(self.batch_size)
         try:

@@ -242,13 +242,13 @@ def run_resumable(output: str, key: Dict[str, Any], items: Sequence[Item], spec:
         if finished:
             message += (f" ({finished} of {n} {wording.unit} are {wording.done} and kept in the journal {journal.path}; "
                         f"rerun the same command to resume)")
-        if not journal.records:
+        if journal.empty:
             journal.remove()  # nothing worth resuming: leave no stray journal behind
         raise UserError(message) from None
     except BaseException:
         if stream is not None:
             stream.close()
-        if not journal.records:
+        if journal.empty:
             journal.remove()
         raise
     finally:

@@ -104,7 +104,8 @@ class Journal:
         self.path = path
         self.key = key
         self.stamp = key_digest(key)
-        self.records = records  # id -> last record written for it
+        self.records = records  # id -> last record of this run's key, as read when opened
+        self.appended = 0  # records appended since
         self.resumed = resumed  # an earlier journal with the same key was found
         self.discarded_reason = ""  # why an existing journal was not reused (empty if none/reused)
         self._handle = None
@@ -189,9 +190,15 @@ class Journal:
             raise ValueError(f"the journal {self.path} is closed")
         for record in records:
             self._handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-            self.records[record["id"]] = canonical(record)
+        # Not kept in memory: a run of millions of items must not hold its journal twice.
+        self.appended += len(records)
         self._handle.flush()
         os.fsync(self._handle.fileno())
+
+    @property
+    def empty(self) -> bool:
+        """No record read or written: nothing worth resuming."""
+        return not self.records and not self.appended
 
     def close(self) -> None:
         if self._handle is not None:
