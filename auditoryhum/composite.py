@@ -54,6 +54,53 @@ def cluster_prompt(distribution: Sequence[Tuple[str, int]]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------
+# the naming request sent to a small local chat model
+
+# cluster_prompt is the paper's text: composite_label_stats.py prints it (a published format) and
+# the paper's models (Gemini, the Qwen Omni thinker) are asked with it. A small chat model
+# (SmolLM2-135M, the bundled one) follows its "Provide a short sentence" over any system
+# instruction and writes "The audio samples are a mix of ..., with a total of 9 samples". Asked
+# a direct question about a few labels, it answers "The scene is a busy restaurant": a name
+# clean_composite_answer can take out. Measured on the bundled example's six clusters.
+NAMING_QUESTION = "What is the scene? Answer in two or three words."
+#: Labels of a cluster (its most frequent) in the short naming prompt: more make the small
+#: model list them back instead of naming the scene.
+NAMING_TOP_LABELS = 3
+PROMPT_STYLES = ("paper", "short")
+
+
+def naming_prompt(distribution: Sequence[Tuple[str, int]], style: str = "paper") -> str:
+    """The prompt that asks a chat model to name one cluster.
+
+    Parameters
+    ----------
+    distribution : sequence of (str, int)
+        The cluster's ``(label, count)`` pairs, most frequent first.
+    style : {"paper", "short"}
+        ``"paper"``: :func:`cluster_prompt`, the paper's request (the full distribution and the
+        total). ``"short"``: ``Sounds heard: <label>, <label>, <label>. <NAMING_QUESTION>``
+        with the :data:`NAMING_TOP_LABELS` most frequent labels, for small local chat models.
+
+    Returns
+    -------
+    prompt : str
+    """
+    if style == "paper":
+        return cluster_prompt(distribution)
+    if style != "short":
+        raise ValueError(f"style must be one of {PROMPT_STYLES}, got {style!r}")
+    labels = ", ".join(label for label, _ in distribution[:NAMING_TOP_LABELS])
+    return f"Sounds heard: {labels}. {NAMING_QUESTION}"
+
+
+def prompt_style_for(backend: str, family_key: Optional[str] = None) -> str:
+    """The naming prompt style of a backend: ``"paper"`` for Gemini and the audio-LLM families
+    (the paper's models, which answer its prompt with a name), ``"short"`` for any other
+    Hugging Face chat model (``family_key`` ``None``: a plain causal LM such as SmolLM2)."""
+    return "paper" if backend == "gemini" or family_key is not None else "short"
+
+
 def format_stats_report(stats: ClusterLabelStats) -> str:
     """The text ``composite_label_stats.py`` prints (the published format, deterministic order)."""
     out = []
@@ -86,7 +133,7 @@ DEFAULT_TOP_LABELS = 5
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _LINE_MARKUP = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+\u2022]\s+|\d{1,3}[.)]\s+)")
 _INLINE_MARKUP = re.compile(r"\*\*|__|`+|~~")
-_PREFIX = re.compile(r"^(?:composite\s+)?(?:label|name|answer|scene)\s*:\s*", re.IGNORECASE)
+_PREFIX = re.compile(r"^(?:composite\s+)?(?:label|name|answer|scene|sounds?)\s*:\s*", re.IGNORECASE)
 _QUOTES = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u2039\u203a"
 _END_PUNCTUATION = ".,;:!?\u2026\u3002"
 
@@ -134,10 +181,113 @@ def clean_composite_answer(text: str) -> str:
             previous = line
             line = _PREFIX.sub("", line)
             line = line.strip().strip(_QUOTES).strip().rstrip(_END_PUNCTUATION)
-        line = " ".join(line.split())
+        line = _shorten(" ".join(line.split()))
         if line:
             return line
     return ""
+
+
+# A small chat model (SmolLM2-135M) answers a naming request with a sentence about the clips
+# ("The audio samples are a mix of open field, urban street, and outdoor park, with a total of
+# 9 samples", "The sounds of wind noise, engine rumble, ..."), where a large one gives the name.
+# Such openings say nothing about the scene: they are dropped, and the sentence is cut where it
+# stops naming (its verb, a "with ..." tail, the end of the first sentence).
+_FILLER = re.compile(
+    r"^(?:(?:the|these|this|all)\s+)?(?:set\s+of\s+|group\s+of\s+|cluster\s+of\s+)?"
+    r"(?:audio\s+)?(?:samples?|clips?|recordings?|sounds?|audio|noises?)\s+(?:of\s+)?"
+    r"(?:(?:in\s+)?(?:this|the)\s+(?:set|group|cluster)\s+)?"
+    r"(?:(?:are|is|include|includes|contain|contains|consist\s+of|consists\s+of|feature|features|describe|"
+    r"describes|depict|depicts|capture|captures|heard\s+(?:here\s+)?(?:are|is))\s+)?"
+    r"(?:(?:a|an|the)\s+)?(?:(?:mix|mixture|collection|combination|blend|variety|set|group|range|series)\s+of\s+)?"
+    r"|^(?:this|it)\s+(?:is|sounds\s+like)\s+(?:(?:a|an|the)\s+)?(?:(?:mix|collection|combination)\s+of\s+)?"
+    r"|^(?:the\s+)?(?:single\s+)?(?:sound\s+)?(?:acoustic\s+)?(?:scene|setting|place|location|source)\s+(?:described\s+|heard\s+)?(?:here\s+)?"
+    r"(?:is|could\s+be|might\s+be|would\s+be)\s+(?:(?:a|an|the)\s+)?"
+    r"(?:(?:mix|mixture|collection|combination|blend|variety|soundscape)\s+of\s+)?",
+    re.IGNORECASE,
+)
+_LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+# Where a descriptive sentence leaves the name: a finite verb, a "with ..." / "such as ..." tail
+# or a count ("..., 9 samples"), and the first sentence end.
+_SENTENCE_TAIL = re.compile(
+    r"(?:,?\s+(?:is|are|was|were|has|have|can|creates?|makes?|fills?|which|that|such\s+as|including|featuring)\b"
+    r"|,\s*with\b|\s+with\s+a\s+total\b|,\s*\d|\s*\(\d|[.!?;:](?:\s|$)).*$",
+    re.IGNORECASE | re.DOTALL,
+)
+# Words a name does not end on once it is cut short.
+_DANGLING = {"and", "or", "of", "with", "the", "a", "an", "in", "on", "at", "for", "to", "from", "by", "as", "&"}
+MAX_NAME_WORDS = 6
+
+
+def _shorten(label: str) -> str:
+    """``label`` without a descriptive sentence's opening and tail, in at most
+    :data:`MAX_NAME_WORDS` words (a label that is already a name comes back unchanged)."""
+    core = _FILLER.sub("", label, count=1)
+    sentence = core != label
+    core = _SENTENCE_TAIL.sub("", core)
+    if sentence:
+        # After "The scene is a ...", a comma or "with" starts the description ("busy
+        # restaurant, people talking", "forest with a soft ..."); a one-word head before a
+        # comma is an adjective of a longer name ("small, isolated town").
+        core = _LEADING_ARTICLE.sub("", core)
+        core = re.sub(r"\s+with\b.*$", "", core, flags=re.IGNORECASE | re.DOTALL)
+        head = core.split(",", 1)[0]
+        if len(head.split()) >= 2:
+            core = head
+    elif core != label:
+        core = _LEADING_ARTICLE.sub("", core)
+    words = core.split()
+    if len(words) > MAX_NAME_WORDS:
+        # A list of labels: keep the whole items that fit, not half of the next one.
+        fit = [i + 1 for i, w in enumerate(words[:MAX_NAME_WORDS]) if w.endswith(",") or words[i + 1].lower() == "and"]
+        words = words[:fit[-1]] if fit else words[:MAX_NAME_WORDS]
+    while words and (words[-1].lower().strip(",") in _DANGLING):
+        words.pop()
+    core = " ".join(words).strip().strip(_QUOTES).rstrip(_END_PUNCTUATION).strip()
+    return core
+
+
+def distinct_labels(labels: Dict[int, str], stats: ClusterLabelStats) -> Dict[int, str]:
+    """Composite labels made distinct: a label given to several clusters (compared without
+    case) stays with the first (lowest id) and every later one gets its most frequent label
+    that the name does not already hold, as ``<name>, <label>`` (or ``<label>`` alone if that
+    would pass :data:`MAX_NAME_WORDS` words); ``(cluster <id>)`` is appended as the last
+    resort. Empty labels (failed clusters) are left as they are. Deterministic: the result
+    depends only on ``labels`` and ``stats``.
+
+    Parameters
+    ----------
+    labels : dict of int to str
+        Cluster id -> clean composite label.
+    stats : ClusterLabelStats
+        The clusters' label distributions (most frequent first).
+
+    Returns
+    -------
+    labels : dict of int to str
+        The same keys; distinct non-empty values.
+
+    Examples
+    --------
+    >>> s = cluster_label_stats([0, 0, 1], ["wind noise", "road noise", "birds chirping"])
+    >>> distinct_labels({0: "outdoors", 1: "Outdoors"}, s)
+    {0: 'outdoors', 1: 'Outdoors, birds chirping'}
+    """
+    out: Dict[int, str] = {}
+    taken = set()
+    for cluster in sorted(labels):
+        name = labels[cluster]
+        if name and name.lower() in taken:
+            candidates = []
+            for label, _ in stats.per_cluster.get(cluster, []):
+                if label.lower() not in name.lower():
+                    joined = f"{name}, {label}"
+                    candidates.append(joined if len(joined.split()) <= MAX_NAME_WORDS else label)
+            candidates.append(f"{name} (cluster {cluster})")
+            name = next((c for c in candidates if c.lower() not in taken), candidates[-1])
+        if name:
+            taken.add(name.lower())
+        out[cluster] = name
+    return out
 
 
 def format_top_labels(distribution: Sequence[Tuple[str, int]], n: int = DEFAULT_TOP_LABELS) -> str:
@@ -171,7 +321,8 @@ def taxonomy_rows(stats: ClusterLabelStats, results: Dict[int, CompositeResult],
 
 
 def composite_document(stats: ClusterLabelStats, results: Dict[int, CompositeResult], system_instruction: str,
-                       run: Dict[str, Any], top_labels: int = DEFAULT_TOP_LABELS) -> Dict[str, Any]:
+                       run: Dict[str, Any], top_labels: int = DEFAULT_TOP_LABELS,
+                       prompts: Optional[Dict[int, str]] = None) -> Dict[str, Any]:
     """The JSON document of a composite-labelling run: every cluster's full label distribution,
     the prompt sent, the raw answer and the label kept, and the label-to-cluster counts that
     ``composite_label_stats.py`` prints.
@@ -186,6 +337,9 @@ def composite_document(stats: ClusterLabelStats, results: Dict[int, CompositeRes
         Backend, model and settings of the run (stored under ``"run"``).
     top_labels : int
         How many labels the taxonomy CSV's ``top_labels`` field holds.
+    prompts : dict of int to str, optional
+        The prompt sent for each cluster (:func:`naming_prompt`); default: the paper's
+        :func:`cluster_prompt`.
     """
     clusters = []
     for cluster, distribution in stats.per_cluster.items():
@@ -199,7 +353,7 @@ def composite_document(stats: ClusterLabelStats, results: Dict[int, CompositeRes
             "n_distinct_labels": len(distribution),
             "top_labels": [{"label": label, "count": count} for label, count in distribution[:top_labels]],
             "distribution": [{"label": label, "count": count} for label, count in distribution],
-            "prompt": None if noise else cluster_prompt(distribution),
+            "prompt": None if noise else (prompts or {}).get(cluster, cluster_prompt(distribution)),
             "answer": result.answer,
             "error": result.error,
         })

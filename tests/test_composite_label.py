@@ -547,3 +547,61 @@ def test_top_labels_taxonomy_round_trip_and_default_json_path(tmp_path):
     assert read_taxonomy_csv(str(path)) == rows
     assert path.read_text().splitlines()[0] == "cluster,composite_label,n_clips,top_labels"
     assert default_json_path("out/tax.csv") == "out/tax.json" and default_json_path("tax") == "tax.json"
+
+
+# A small chat model's sentences (SmolLM2-135M-Instruct's own answers on the bundled example's
+# clusters and on the paper's prompt) and the names kept; real names pass unchanged.
+@pytest.mark.parametrize("answer, label", [
+    ("The audio samples are a mix of open field, urban street, and outdoor park, with a total of 9 samples",
+     "open field"),
+    ("The scene is a bustling restaurant with people talking and a quiet", "bustling restaurant"),
+    ("The scene is a mix of urban street and outdoor park.", "urban street and outdoor park"),
+    ("The scene is a soundscape of wind noise, engine rum", "wind noise"),
+    ("The scene is a musical composition that combines music, sound,", "musical composition"),
+    ("The scene is a vibrant urban outdoor park, a", "vibrant urban outdoor park"),
+    ("The scene is a small, isolated town shrouded in", "small, isolated town shrouded"),
+    ("The setting is a forest, with the sound of birds chir", "forest"),
+    ("The sounds of wind noise, engine rumble,", "wind noise"),
+    ("The sound of a charged battery is a classic example of a background hum.", "charged battery"),
+    ("The urban outdoor park is a scene of endless light", "urban outdoor park"),
+    ("urban street, outdoor park, open field, 3", "urban street, outdoor park, open field"),
+    ("Sounds: city traffic, birdsong in a", "city traffic, birdsong"),
+    ("This is a busy train station.", "busy train station"),
+    ("Park with birds", "Park with birds"),
+    ("Quiet office ambience with distant typing", "Quiet office ambience with distant typing"),
+    ("Rain on a tin roof at night in the city", "Rain on a tin roof"),
+    ("crowd, cheering, whistles, drums, horns, chanting, clapping", "crowd, cheering, whistles, drums, horns, chanting"),
+    ("The audio samples are a mix of busy road traffic, distant sirens and car horns at night", "busy road traffic"),
+])
+def test_clean_composite_answer_drops_a_small_models_filler(answer, label):
+    name = clean_composite_answer(answer)
+    assert name == label and len(name.split()) <= 6
+
+
+def test_naming_prompt_styles():
+    from auditoryhum.composite import NAMING_QUESTION, naming_prompt, prompt_style_for
+
+    dist = [("wind noise", 4), ("engine rumble", 2), ("road noise", 2), ("car traffic", 1)]
+    assert naming_prompt(dist) == naming_prompt(dist, "paper") == cluster_prompt(dist)
+    assert naming_prompt(dist, "short") == f"Sounds heard: wind noise, engine rumble, road noise. {NAMING_QUESTION}"
+    assert naming_prompt([("rain", 1)], "short").startswith("Sounds heard: rain. ")
+    with pytest.raises(ValueError, match="style must be one of"):
+        naming_prompt(dist, "long")
+    assert prompt_style_for("gemini") == "paper" and prompt_style_for("hf", "qwen2_5_omni") == "paper"
+    assert prompt_style_for("hf", None) == "short"
+
+
+def test_distinct_labels_are_deterministic_and_keep_the_first():
+    from auditoryhum.composite import distinct_labels
+
+    stats = cluster_label_stats([0, 0, 1, 1, 2, 3, 4], ["wind noise", "road noise", "piano music", "musical chords",
+                                                        "electrical hum", "birds", "birds"])
+    named = {0: "road traffic", 1: "musical composition", 2: "Musical composition", 3: "", 4: "musical composition"}
+    out = distinct_labels(named, stats)
+    assert out == {0: "road traffic", 1: "musical composition", 2: "Musical composition, electrical hum", 3: "",
+                   4: "musical composition, birds"}
+    assert distinct_labels(dict(reversed(list(named.items()))), stats) == out  # input order does not matter
+    long = distinct_labels({0: "a b c d e", 1: "a b c d e"}, stats)
+    assert long == {0: "a b c d e", 1: "musical chords"}  # "a b c d e, musical chords" is over six words
+    same = cluster_label_stats([0, 1], ["x", "x"])
+    assert distinct_labels({0: "x", 1: "x"}, same) == {0: "x", 1: "x (cluster 1)"}
