@@ -11,6 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The caches (CLAP text embeddings, t-SNE layouts, Ward trees) of every test and of every script a
+# test starts go to a folder of this session, never into the user's ~/.cache.
+import tempfile  # noqa: E402
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="auditoryhum-test-cache-")
+
 
 def run_script(script, *args, cwd=None, timeout=300, env=None):
     """Run a top-level script (e.g. ``"cluster_ag.py"``) in a subprocess; returns CompletedProcess.
