@@ -151,7 +151,15 @@ def clean_composite_answer(text: str) -> str:
     take the first line that holds text after list/heading/quote markers are removed; delete
     inline markdown (``**``, ``__``, backticks, ``~~``) and control characters; drop a leading
     ``Label:`` (also ``Composite label:``, ``Name:``, ``Answer:``, ``Scene:``); strip
-    surrounding quotes and trailing punctuation; collapse whitespace. Case is kept.
+    surrounding quotes and trailing punctuation; collapse whitespace. Then a descriptive
+    sentence (a small model's answer) is cut down to its name: a leading "The audio samples
+    are a mix of", "The sound(s) of", "The scene is a", "This is a" ... is dropped, and with
+    it "sounds, including"; the text is cut at its first verb ("is", "are", "has", ...),
+    "that"/"which", ", with", "such as", a count (", 9"), and the first sentence end; after
+    a dropped opening also at "with" and at the first comma (when two or more words precede
+    it), and a leading article goes. At most :data:`MAX_NAME_WORDS` words are kept (whole
+    comma-separated items where possible), without a dangling "and"/"of"/"in" at the end.
+    A label that is already a name ("Park with birds") is unchanged. Case is kept.
 
     Parameters
     ----------
@@ -205,6 +213,8 @@ _FILLER = re.compile(
     r"(?:(?:mix|mixture|collection|combination|blend|variety|soundscape)\s+of\s+)?",
     re.IGNORECASE,
 )
+_GENERIC_HEAD = re.compile(r"^(?:different\s+|various\s+)?(?:sounds?|noises?|audio|things)\s*,?\s+"
+                           r"(?:including|such\s+as|like)\s+", re.IGNORECASE)
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 # Where a descriptive sentence leaves the name: a finite verb, a "with ..." / "such as ..." tail
 # or a count ("..., 9 samples"), and the first sentence end.
@@ -223,6 +233,9 @@ def _shorten(label: str) -> str:
     :data:`MAX_NAME_WORDS` words (a label that is already a name comes back unchanged)."""
     core = _FILLER.sub("", label, count=1)
     sentence = core != label
+    if sentence:
+        # "The scene is a mix of sounds, including a background hum": the name follows.
+        core = _GENERIC_HEAD.sub("", core, count=1)
     core = _SENTENCE_TAIL.sub("", core)
     if sentence:
         # After "The scene is a ...", a comma or "with" starts the description ("busy
@@ -244,6 +257,42 @@ def _shorten(label: str) -> str:
         words.pop()
     core = " ".join(words).strip().strip(_QUOTES).rstrip(_END_PUNCTUATION).strip()
     return core
+
+
+# Words that say nothing about which scene a name is of.
+_GENERIC_WORDS = {"sound", "noise", "audio", "scene", "mix", "and", "of", "the", "a", "an", "in", "with", "on", "at"}
+
+
+def _stems(text: str) -> set:
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    stems = {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words}
+    # Five letters are enough to match "music"/"musical", "restaurant"/"restaurants".
+    return {w[:5] for w in stems if w not in _GENERIC_WORDS}
+
+
+def grounded_label(name: str, distribution: Sequence[Tuple[str, int]], n: int = NAMING_TOP_LABELS) -> str:
+    """``name`` if it shares a word with the cluster's ``n`` most frequent labels (the ones a
+    short naming prompt shows), else the most frequent label.
+
+    A small model sometimes names a scene it was not shown (SmolLM2-135M: "car crash" for
+    wind noise, engine rumble, road noise; "musical composition" for background hum,
+    background voices, electrical hum); the cluster's own top label is then the honest name.
+    Words match on their first five letters, a plural ``s`` dropped; "sound", "noise" and
+    the like do not count. An empty ``name`` stays empty (a failed cluster).
+    """
+    if not name or not distribution:
+        return name
+    if _stems(name) & _stems(" ".join(label for label, _ in distribution[:n])):
+        return name
+    return distribution[0][0]
+
+
+def settle_labels(labels: Dict[int, str], stats: ClusterLabelStats, style: str = "paper") -> Dict[int, str]:
+    """The composite labels a run writes: for the ``"short"`` prompt style (small local models)
+    each name :func:`grounded_label`, then, for every style, :func:`distinct_labels`."""
+    if style == "short":
+        labels = {c: grounded_label(name, stats.per_cluster.get(c, [])) for c, name in labels.items()}
+    return distinct_labels(labels, stats)
 
 
 def distinct_labels(labels: Dict[int, str], stats: ClusterLabelStats) -> Dict[int, str]:

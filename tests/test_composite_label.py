@@ -605,3 +605,20 @@ def test_distinct_labels_are_deterministic_and_keep_the_first():
     assert long == {0: "a b c d e", 1: "musical chords"}  # "a b c d e, musical chords" is over six words
     same = cluster_label_stats([0, 1], ["x", "x"])
     assert distinct_labels({0: "x", 1: "x"}, same) == {0: "x", 1: "x (cluster 1)"}
+
+
+def test_grounded_label_and_settle_labels():
+    from auditoryhum.composite import grounded_label, settle_labels
+
+    hum = [("background hum", 3), ("background voices", 2), ("electrical hum", 1)]
+    road = [("wind noise", 4), ("engine rumble", 2), ("road noise", 2), ("car traffic", 1)]
+    assert grounded_label("musical composition", hum) == "background hum"  # not a word of its labels
+    assert grounded_label("car crash", road) == "wind noise"  # "car" is only in the 4th label, not shown
+    assert grounded_label("Noisy roads", road) == "Noisy roads"  # plural and case do not matter
+    assert grounded_label("musical composition", [("piano music", 2)]) == "musical composition"  # music/musical
+    assert grounded_label("street noise", [("noise", 1), ("road hum", 1)]) == "noise"  # "noise" alone is no match
+    assert grounded_label("", hum) == ""
+    stats = cluster_label_stats([0, 1, 1], ["piano music", "background hum", "electrical hum"])
+    named = {0: "musical composition", 1: "musical composition"}
+    assert settle_labels(named, stats, "short") == {0: "musical composition", 1: "background hum"}
+    assert settle_labels(named, stats) == {0: "musical composition", 1: "musical composition, background hum"}
