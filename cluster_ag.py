@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot. Run with --help for the flags (see README.md and SPEC.md)."""
+"""Agglomerative (Ward) clustering of embedding rows, with silhouette and t-SNE plot. Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

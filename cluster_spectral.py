@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot. Run with --help for the flags (see README.md and SPEC.md)."""
+"""Spectral clustering (2-D embedding + k-means), with silhouette and t-SNE plot. Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

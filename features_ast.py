@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""AST embedding of every clip (the classifier layer-norm output) as .npy. Run with --help for the flags (see README.md and SPEC.md)."""
+"""AST embedding of every clip (the classifier layer-norm output) as .npy. Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

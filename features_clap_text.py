@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Keep each clip's best label by CLAP audio-text cosine score (scores .csv). Run with --help for the flags (see README.md and SPEC.md)."""
+"""Keep each clip's best label by CLAP audio-text cosine score (scores .csv). Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Qwen2-Audio audio-tower embedding of every clip, summed over time (.npy). Run with --help for the flags (see README.md and SPEC.md)."""
+"""Qwen2-Audio audio-tower embedding of every clip, summed over time (.npy). Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""One self-contained HTML report of a run from its artefacts. Run with --help for the flags (see README.md and SPEC.md)."""
+"""One self-contained HTML report of a run from its artefacts. Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Merge human annotations into MLLM labels (line-aligned). Run with --help for the flags (see README.md and SPEC.md)."""
+"""Merge human annotations into MLLM labels (line-aligned). Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Pick the worst-scored clips for human review; write the review page. Run with --help for the flags (see README.md and SPEC.md)."""
+"""Pick the worst-scored clips for human review; write the review page. Run with --help for the flags (see README.md and docs/spec.md)."""
 from auditoryhum.cli import main_script
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Text of labels: post-processing of model responses, and cleaning of candidates for scoring.
 
-The published recipe's rules (SPEC.md) and the later revision's options (docs/revision-2.md)
+The published recipe's rules (docs/spec.md) and the later revision's options (docs/revision-2.md)
 exist only here:
 
 * :func:`postprocess_response` - a labeller's word-pair answer -> one label line;
@@ -12,8 +12,8 @@ exist only here:
 import string
 from typing import List
 
-from auditoryhum.errors import ParameterError
 from auditoryhum.recipe import LABEL_WORD_LIMIT
+from auditoryhum.validation import non_negative_int, one_of
 
 # ASCII punctuation except the comma, which separates word pairs.
 _PUNCTUATION_BUT_COMMA = "".join(c for c in string.punctuation if c != ",")
@@ -57,18 +57,12 @@ def postprocess_caption(text: str) -> str:
 
 def check_label_limit(label_limit: int) -> int:
     """``label_limit`` if it is a whole number >= 0, else :class:`ParameterError` (parameter ``label_limit``)."""
-    if isinstance(label_limit, bool) or not isinstance(label_limit, int) or label_limit < 0:
-        raise ParameterError(
-            "label_limit", f"must be a whole number of words >= 0 (0 keeps the whole candidate), got {label_limit!r}"
-        )
-    return label_limit
+    return non_negative_int(label_limit, "label_limit")
 
 
 def check_candidate_mode(candidates: str) -> str:
     """``candidates`` if it is one of :data:`CANDIDATE_MODES`, else :class:`ParameterError` (parameter ``candidates``)."""
-    if candidates not in CANDIDATE_MODES:
-        raise ParameterError("candidates", f"must be one of {', '.join(CANDIDATE_MODES)}, got {candidates!r}")
-    return candidates
+    return one_of(candidates, CANDIDATE_MODES, "candidates")
 
 
 def clean_candidate(candidate: str, label_limit: int = LABEL_WORD_LIMIT) -> str:

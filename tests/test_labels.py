@@ -122,7 +122,7 @@ def test_bad_label_limit_is_a_parameter_error(bad):
     with pytest.raises(ParameterError) as info:
         split_candidates("a b c", label_limit=bad)
     assert info.value.param == "label_limit"
-    assert info.value.for_flag("--label_limit").startswith("--label_limit must be a whole number of words >= 0")
+    assert info.value.for_flag("--label_limit").startswith("--label_limit must be a whole number >= 0")
 
 
 def test_bad_candidate_mode_is_a_parameter_error():

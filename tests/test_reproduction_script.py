@@ -3,7 +3,7 @@
 The listing must hold exactly the published experiment (3 datasets x 3 labellers x with/without
 annotations; ag and spectral clusterings at 2, the chosen k and the distinct-label count;
 composite statistics; one adjusted-silhouette sweep per dataset), every command's flags must be
-accepted by the toolkit's own parser where the command exists (or be SPEC.md's flags where it is
+accepted by the toolkit's own parser where the command exists (or be docs/spec.md's flags where it is
 still being built), every file a command reads must have been written by an earlier command,
 and a real run (with stub programs) must execute exactly the listed commands.
 """
@@ -26,7 +26,7 @@ LABELLERS = {  # file stem: (script, model flag, model folder of the published R
     "qwen2a": ("label_qwen2a.py", "--qwen2a_model", "Qwen2-Audio-7B-Instruct"),
     "qwen2_5o": ("label_qwen2_5o.py", "--qwen2_5o_model", "Qwen2.5-Omni-7B"),
 }
-# SPEC.md's flags, for the commands other engineers are still building (checked with the real
+# docs/spec.md's flags, for the commands other engineers are still building (checked with the real
 # parser as soon as the command is registered in auditoryhum.cli.COMMANDS).
 SPEC_FLAGS = {
     "label_gemma3n.py": {"--filedir", "--gemma3n_model", "--annotations", "--text_label_csv"},
@@ -228,7 +228,7 @@ def test_flags_are_the_toolkits(steps):
     for s in steps:
         if not s.script:
             continue
-        assert (REPO / s.script).exists() or s.script in SPEC_FLAGS, f"{s.script} is neither in the repo nor in SPEC.md"
+        assert (REPO / s.script).exists() or s.script in SPEC_FLAGS, f"{s.script} is neither in the repo nor in docs/spec.md"
         if s.script in registered:
             build_parser(registered[s.script]).parse_args(s.args)  # exits (fails the test) on a bad flag
         else:
