@@ -289,9 +289,11 @@ def grounded_label(name: str, distribution: Sequence[Tuple[str, int]], n: int = 
 
 def settle_labels(labels: Dict[int, str], stats: ClusterLabelStats, style: str = "paper") -> Dict[int, str]:
     """The composite labels a run writes: for the ``"short"`` prompt style (small local models)
-    each name :func:`grounded_label`, then, for every style, :func:`distinct_labels`."""
+    each name :func:`grounded_label` (not the noise cluster's fixed label), then, for every
+    style, :func:`distinct_labels` (the noise cluster -1 comes first and keeps ``noise``)."""
     if style == "short":
-        labels = {c: grounded_label(name, stats.per_cluster.get(c, [])) for c, name in labels.items()}
+        labels = {c: name if c == NOISE_CLUSTER else grounded_label(name, stats.per_cluster.get(c, []))
+                  for c, name in labels.items()}
     return distinct_labels(labels, stats)
 
 
