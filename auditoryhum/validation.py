@@ -91,3 +91,11 @@ def engine_options(engine: str = "local", ray_address: Optional[str] = None, act
     return {"engine": engine, "ray_address": ray_address, "actors": actors,
             "gpus_per_actor": None if gpus_per_actor is None else float(gpus_per_actor),
             "cpus_per_actor": None if cpus_per_actor is None else float(cpus_per_actor), "verbose": bool(verbose)}
+
+
+def worker_device(device: str, engine_kw: dict) -> str:
+    """The device the model runs on: ``device``, except that ``"auto"`` under Ray with GPUs
+    per actor means CUDA, since the driver that resolves it may itself have no GPU."""
+    if device == "auto" and engine_kw.get("engine") == "ray" and (engine_kw.get("gpus_per_actor") or 0) > 0:
+        return "cuda"
+    return device

@@ -238,3 +238,36 @@ def test_more_gpus_than_the_cluster_has_is_one_line(ray_cluster):
         RayExecutor(actors=3, cpus_per_actor=1)._plan(ray)
     plan = RayExecutor(actors=2)._plan(ray)
     assert plan == {"cpus": 1.0, "gpus": 0.0}
+
+
+@pytest.fixture(scope="module")
+def clap_model(tmp_path_factory):
+    from tiny_embed_models import build_tiny_clap
+
+    return str(build_tiny_clap(tmp_path_factory.mktemp("ray_clap") / "clap", fused=False))
+
+
+def test_scripts_take_engine_ray_and_write_the_local_bytes(ray_cluster, clap_model, qwen2a_model, clips, tmp_path):
+    """The command line end to end: features_clap.py and features_qwen2a.py with --engine ray joining
+    the module's cluster, against the same commands on the local engine."""
+    from conftest import run_script
+
+    for script, model_flag, model, out_flag in (("features_clap.py", "--clap_model", clap_model, "--clap_npy"),
+                                                ("features_qwen2a.py", "--qwen2a_model", qwen2a_model, "--qwen2a_npy")):
+        common = ["--filedir", clips / "*.wav", model_flag, model, "--device", "cpu", "--batch_size", "2"]
+        local = run_script(script, *common, out_flag, tmp_path / f"{script}.local.npy", timeout=300)
+        remote = run_script(script, *common, out_flag, tmp_path / f"{script}.ray.npy", "--engine", "ray",
+                            "--ray_address", ray_cluster, "--actors", "2", timeout=300)
+        assert local.returncode == remote.returncode == 1  # the one undecodable clip, both times
+        assert "c3_bad.wav" in local.stderr and "c3_bad.wav" in remote.stderr
+        assert (tmp_path / f"{script}.local.npy").read_bytes() == (tmp_path / f"{script}.ray.npy").read_bytes()
+        assert "Ray: 2 actor(s)" in remote.stderr and "Traceback" not in remote.stderr
+
+
+def test_a_bad_engine_option_is_one_line_under_its_flag(tmp_path, clips, clap_model):
+    from conftest import assert_one_line_error, run_script
+
+    proc = run_script("features_clap.py", "--filedir", clips / "*.wav", "--clap_model", clap_model,
+                      "--clap_npy", tmp_path / "x.npy", "--engine", "ray", "--actors", "0")
+    assert_one_line_error(proc, "--actors must be at least 1, got 0")
+    assert not (tmp_path / "x.npy").exists()

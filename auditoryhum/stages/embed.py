@@ -96,7 +96,9 @@ def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
         loader = ASTEmbedder if kind == "ast" else ClapAudioEmbedder
         with as_parameter("model"):
             loader.check(model, "model")  # a wrong folder fails before torch is imported
-        resolved = resolve_device(device)
+        from auditoryhum.validation import worker_device
+
+        resolved = resolve_device(worker_device(device, engine_kw))
         batch_size = batch_size or default_batch_size(resolved)
         note(f"device {resolved}, batch size {batch_size}")
         with as_parameter("model"):
@@ -149,7 +151,9 @@ def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
         with as_parameter("model"):
             check_source(model, "model")
             check_model_type(model, "model", fam.model_types, fam.what)
-        precision = resolve_precision(device, dtype, quantization)
+        from auditoryhum.validation import worker_device
+
+        precision = resolve_precision(worker_device(device, engine_kw), dtype, quantization)
         with as_parameter("model"):
             report = run_tower_embeddings(fam, model, paths, output_npy, precision, batch_size=batch_size, **engine_kw)
     return EmbedResult(outputs={"output_npy": str(output_npy)}, failures=list(report.failures), rows=report.rows, paths=paths)

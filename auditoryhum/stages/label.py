@@ -183,7 +183,9 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         from auditoryhum.models.device import resolve_precision
         from auditoryhum.models.labeller import run_labelling
 
-        precision = resolve_precision(device, dtype, quantization)
+        from auditoryhum.validation import worker_device
+
+        precision = resolve_precision(worker_device(device, engine_kw), dtype, quantization)
         with as_parameter("model"):
             report = run_labelling(fam, model, paths, prompts, text_label_csv, precision,
                                    batch_size=batch_size, long_audio=long_audio, task=task, **engine_kw)
