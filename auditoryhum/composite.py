@@ -288,12 +288,27 @@ def grounded_label(name: str, distribution: Sequence[Tuple[str, int]], n: int = 
 
 
 def settle_labels(labels: Dict[int, str], stats: ClusterLabelStats, style: str = "paper") -> Dict[int, str]:
-    """The composite labels a run writes: for the ``"short"`` prompt style (small local models)
-    each name :func:`grounded_label` (not the noise cluster's fixed label), then, for every
-    style, :func:`distinct_labels` (the noise cluster -1 comes first and keeps ``noise``)."""
-    if style == "short":
-        labels = {c: name if c == NOISE_CLUSTER else grounded_label(name, stats.per_cluster.get(c, []))
-                  for c, name in labels.items()}
+    """The composite labels a run writes.
+
+    ``"paper"`` style (Gemini, the Qwen Omni families): the model's labels as they are, as the
+    paper reports them. ``"short"`` style (small local chat models): each name
+    :func:`grounded_label` (not the noise cluster's fixed label), then :func:`distinct_labels`
+    (the noise cluster -1 comes first and keeps ``noise``).
+
+    Parameters
+    ----------
+    labels : dict of int to str
+        Cluster id -> clean composite label (:func:`clean_composite_answer`).
+    stats : ClusterLabelStats
+    style : {"paper", "short"}
+        The prompt style the labels were asked with (:func:`prompt_style_for`).
+    """
+    if style == "paper":
+        return dict(labels)
+    if style != "short":
+        raise ValueError(f"style must be one of {PROMPT_STYLES}, got {style!r}")
+    labels = {c: name if c == NOISE_CLUSTER else grounded_label(name, stats.per_cluster.get(c, []))
+              for c, name in labels.items()}
     return distinct_labels(labels, stats)
 
 

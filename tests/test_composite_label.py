@@ -621,7 +621,9 @@ def test_grounded_label_and_settle_labels():
     stats = cluster_label_stats([0, 1, 1], ["piano music", "background hum", "electrical hum"])
     named = {0: "musical composition", 1: "musical composition"}
     assert settle_labels(named, stats, "short") == {0: "musical composition", 1: "background hum"}
-    assert settle_labels(named, stats) == {0: "musical composition", 1: "musical composition, background hum"}
+    assert settle_labels(named, stats) == named  # the paper's models: their labels as they are
+    with pytest.raises(ValueError, match="style must be one of"):
+        settle_labels(named, stats, "long")
 
 
 def test_settle_labels_keeps_the_noise_label():
@@ -630,4 +632,4 @@ def test_settle_labels_keeps_the_noise_label():
     stats = cluster_label_stats([-1, 0], ["wind gusts", "road hum"])
     out = settle_labels({NOISE_CLUSTER: NOISE_COMPOSITE_LABEL, 0: "noise"}, stats, "short")
     assert out == {NOISE_CLUSTER: "noise", 0: "road hum"}  # "noise" names none of cluster 0's labels
-    assert settle_labels({NOISE_CLUSTER: "noise", 0: "noise"}, stats) == {-1: "noise", 0: "noise, road hum"}
+    assert settle_labels({NOISE_CLUSTER: "noise", 0: "road hum"}, stats, "short") == {-1: "noise", 0: "road hum"}
