@@ -6,6 +6,8 @@ non-zero; it never shows a traceback for one. Library code raises it with a mess
 names the file and, where there is one, the fix.
 """
 
+import re
+
 
 class UserError(Exception):
     """An error caused by the input or the flags, reported as one clear line."""
@@ -28,3 +30,35 @@ class ParameterError(UserError):
     def for_flag(self, flag: str) -> str:
         """The message with ``flag`` in place of the parameter name."""
         return f"{flag} {self.problem}"
+
+
+def mention(param: str) -> str:
+    """A marker for ``param`` inside a message given to a lower layer; :func:`auditoryhum.stages._base.guarded` turns the
+    error into a :class:`MentionError`, shown with the parameter's name (library) or flag (CLI)."""
+    return f"\x00{param}\x00"
+
+
+_MENTION = re.compile("\x00([A-Za-z_][A-Za-z0-9_]*)\x00")
+
+
+class MentionError(ParameterError):
+    """A :class:`ParameterError` whose message names one or more parameters anywhere, not only first.
+
+    ``text`` holds :func:`mention` markers; ``param`` is the first one named.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        params = _MENTION.findall(text)
+        super().__init__(params[0], "")
+        self.params = tuple(params)
+
+    def __str__(self) -> str:
+        return self.with_flags(lambda param: param)
+
+    def for_flag(self, flag: str) -> str:
+        return self.with_flags(lambda param: flag if param == self.param else param)
+
+    def with_flags(self, flag_of) -> str:
+        """The message with every named parameter shown as ``flag_of(param)``."""
+        return _MENTION.sub(lambda m: flag_of(m.group(1)), self.text)

@@ -21,7 +21,7 @@ from typing import Iterable, List, Sequence
 import numpy as np
 
 from auditoryhum.errors import UserError
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 from auditoryhum.io.atomic import atomic_write
 
 

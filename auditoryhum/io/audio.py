@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from auditoryhum.errors import UserError
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 
 
 class AudioDecodeError(UserError):

@@ -28,7 +28,7 @@ from typing import IO, Dict, Iterable, Iterator, List, Mapping, Optional, Sequen
 
 from auditoryhum import console
 from auditoryhum.errors import UserError
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 
 PathLike = Union[str, os.PathLike]
 PathArg = Union[None, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
@@ -88,7 +88,7 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
     Raises
     ------
     ParameterError
-        A :class:`~auditoryhum.stages._base.MentionError` with ``param`` the output's key: one
+        A :class:`~auditoryhum.errors.MentionError` with ``param`` the output's key: one
         line naming both parameters (each shown as its flag on the command line, e.g. ``--csv3 is
         the same file as input --csv1``) and the path, when an output is the same file as an
         input, two outputs are the same file, an output is an existing directory, or an output's
