@@ -31,7 +31,7 @@ from auditoryhum.recipe import HDBSCAN_PARAMS, KMEANS_PARAMS, SEED, SPECTRAL_EMB
 
 #: Cluster id written for a row without a label (an all-NaN row: a clip whose kept label is
 #: empty). Never a real cluster, never noise (HDBSCAN's -1).
-NO_LABEL_CLUSTER = -2
+from auditoryhum.io.artefacts import NO_LABEL_CLUSTER  # noqa: E402  (the cluster-id format's reserved id)
 
 ALGORITHM_NAMES = {
     "kmeans": "k-means",

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from auditoryhum.io.artefacts import TaxonomyRow
+from auditoryhum.io.artefacts import NO_LABEL_CLUSTER, NOISE_CLUSTER, TaxonomyRow
 
 COMPOSITE_PROMPT = (
     "Provide a short sentence to describe this set of audio samples. "
@@ -20,6 +20,7 @@ class ClusterLabelStats:
 
     per_cluster: Dict[int, List[Tuple[str, int]]]  # cluster -> [(label, count)], by count desc then label
     clusters_per_label: List[Tuple[str, int]]  # [(label, number of clusters)], by that number desc then label
+    n_without_label: int = 0  # clips left out: an empty kept label, or the no-label id -2
 
     @property
     def n_shared_labels(self) -> int:
@@ -31,11 +32,19 @@ def _by_count_then_name(counts) -> List[Tuple[str, int]]:
 
 
 def cluster_label_stats(cluster_ids: Sequence[int], labels: Sequence[str]) -> ClusterLabelStats:
-    """Distribution of ``labels`` within each cluster of ``cluster_ids`` (the two are line-aligned)."""
+    """Distribution of ``labels`` within each cluster of ``cluster_ids`` (the two are line-aligned).
+
+    A clip without a label (empty kept label, or cluster id :data:`NO_LABEL_CLUSTER`) is not
+    counted: ``""`` is no label, and such clips form no cluster (``n_without_label`` counts them).
+    """
     if len(cluster_ids) != len(labels):
         raise ValueError("cluster_ids and labels must have the same length")
     per_cluster: Dict[int, Counter] = {}
+    without = 0
     for cluster, label in zip(cluster_ids, labels):
+        if not label.strip() or int(cluster) == NO_LABEL_CLUSTER:
+            without += 1
+            continue
         per_cluster.setdefault(int(cluster), Counter())[label] += 1
     membership: Counter = Counter()
     for counts in per_cluster.values():
@@ -43,6 +52,7 @@ def cluster_label_stats(cluster_ids: Sequence[int], labels: Sequence[str]) -> Cl
     return ClusterLabelStats(
         per_cluster={c: _by_count_then_name(per_cluster[c]) for c in sorted(per_cluster)},
         clusters_per_label=_by_count_then_name(membership),
+        n_without_label=without,
     )
 
 
@@ -125,7 +135,6 @@ COMPOSITE_SYSTEM_INSTRUCTION = (
 
 # HDBSCAN's noise label. Its clips share no dense region, so no LLM is asked to name them: the
 # cluster is written with the fixed composite label NOISE_COMPOSITE_LABEL.
-NOISE_CLUSTER = -1
 NOISE_COMPOSITE_LABEL = "noise"
 
 DEFAULT_TOP_LABELS = 5

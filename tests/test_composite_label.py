@@ -633,3 +633,14 @@ def test_settle_labels_keeps_the_noise_label():
     out = settle_labels({NOISE_CLUSTER: NOISE_COMPOSITE_LABEL, 0: "noise"}, stats, "short")
     assert out == {NOISE_CLUSTER: "noise", 0: "road hum"}  # "noise" names none of cluster 0's labels
     assert settle_labels({NOISE_CLUSTER: "noise", 0: "road hum"}, stats, "short") == {-1: "noise", 0: "road hum"}
+
+
+def test_clips_without_a_label_are_left_out_of_the_statistics():
+    from auditoryhum.composite import cluster_label_stats, format_stats_report
+
+    stats = cluster_label_stats([0, 0, 1, -2, 1, 0], ["dog bark", "", "car horn", "", "car horn", "dog bark"])
+    assert stats.per_cluster == {0: [("dog bark", 2)], 1: [("car horn", 2)]}
+    assert stats.n_without_label == 2
+    report = format_stats_report(stats)
+    assert "Total samples: 2" in report and ", belongs to this many clusters: 1" in report
+    assert "\n, " not in report and "-2" not in report  # "" is never a label, -2 never a cluster

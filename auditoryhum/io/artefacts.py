@@ -93,6 +93,16 @@ def check_aligned(name_a: str, count_a: int, name_b: str, count_b: int, b_may_be
 
 
 # ---------------------------------------------------------------------------------------
+# cluster-id files: the two reserved ids
+
+#: HDBSCAN noise: clips in no dense region.
+NOISE_CLUSTER = -1
+#: Clips without a label (an all-NaN embedding row: no usable candidate, or audio that failed):
+#: left out of every clustering and of the composite statistics.
+NO_LABEL_CLUSTER = -2
+
+
+# ---------------------------------------------------------------------------------------
 # scores files
 
 

@@ -1,19 +1,20 @@
 """Composite labels: per-cluster label statistics, and a short name for every cluster from an LLM.
 
-Top level is light: the defaults are read from their modules' source (:func:`light_constant`).
+Top level is light: the defaults come from :mod:`auditoryhum.defaults` (standard library only).
 """
 
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from auditoryhum.stages._base import StageResult, as_parameter, guarded, light_constant, mention
+from auditoryhum.defaults import CHAT_MAX_NEW_TOKENS, COMPOSITE_TOP_LABELS
+from auditoryhum.stages._base import StageResult, as_parameter, guarded, mention
 from auditoryhum.stages.label import _check_precision, _local, gemini_settings, without_key_in_errors
 
-#: Labels in each taxonomy row's top_labels field (``auditoryhum.composite.DEFAULT_TOP_LABELS``).
-DEFAULT_TOP_LABELS = light_constant("auditoryhum.composite", "DEFAULT_TOP_LABELS")
-#: Longest answer of a Hugging Face chat model (``auditoryhum.models.chat.DEFAULT_MAX_NEW_TOKENS``).
-DEFAULT_MAX_NEW_TOKENS = light_constant("auditoryhum.models.chat", "DEFAULT_MAX_NEW_TOKENS")
+#: Labels in each taxonomy row's top_labels field (:data:`auditoryhum.defaults.COMPOSITE_TOP_LABELS`).
+DEFAULT_TOP_LABELS = COMPOSITE_TOP_LABELS
+#: Longest answer of a Hugging Face chat model (:data:`auditoryhum.defaults.CHAT_MAX_NEW_TOKENS`).
+DEFAULT_MAX_NEW_TOKENS = CHAT_MAX_NEW_TOKENS
 BACKENDS = ("hf", "gemini")
 #: ``system_prompt`` presets: ``neutral`` is the revision's system text
 #: (:data:`auditoryhum.recipe.NEUTRAL_SYSTEM_PROMPT`); any other value is used verbatim.
@@ -62,7 +63,13 @@ def _read_clusters(label_csv: str, top_label_scores_csv: str):
     cluster_ids = read_cluster_ids(label_csv)
     rows = read_scores(top_label_scores_csv)
     check_aligned(f"scores file {top_label_scores_csv}", len(rows), f"cluster-id file {label_csv}", len(cluster_ids))
-    return cluster_ids, cluster_label_stats(cluster_ids.tolist(), [r.label for r in rows])
+    stats = cluster_label_stats(cluster_ids.tolist(), [r.label for r in rows])
+    if stats.n_without_label:
+        from auditoryhum.console import note
+
+        note(f"{stats.n_without_label} of {len(rows)} clips have no label (empty kept label or cluster id -2); "
+             f"they are left out of the distributions")
+    return cluster_ids, stats
 
 
 def composite_stats(label_csv: str, top_label_scores_csv: str) -> CompositeStatsResult:
