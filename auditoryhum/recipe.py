@@ -25,6 +25,9 @@ QWEN_OMNI_SYSTEM_PROMPT = (
 #: overrides a checkpoint's own sampling temperature, whose presence would warn.
 LABEL_GENERATION_SETTINGS = {"max_new_tokens": 64, "do_sample": False, "num_beams": 1, "use_cache": True,
                              "temperature": 1.0}
+#: Decoding of the published Gemini labeller, label_google_gen_ai_cloud.py (its
+#: GenerateContentConfig): at most 1024 output tokens, temperature 0.0, top_p 1.0, seed 100.
+GEMINI_GENERATION_CONFIG = {"max_output_tokens": 1024, "temperature": 0.0, "top_p": 1.0, "seed": 100}
 
 # --- the method's later revision (docs/revision-2.md) -------------------------------------------
 # Read from Australian-Future-Hearing-Initiative/prism-ml, folder prism-ml-auditoryhum/.

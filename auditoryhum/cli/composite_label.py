@@ -19,13 +19,14 @@ one ``error:`` line for a problem with the inputs or flags, or a run that had to
 """
 
 from auditoryhum.cli.options import add_gemini_arguments, add_precision_arguments, gemini_options, per_device
-from auditoryhum.stages._base import light_constant
+from auditoryhum.defaults import CHAT_BATCH_SIZE
+from auditoryhum.recipe import GEMINI_GENERATION_CONFIG, REVISION_COMPOSITE_MAX_NEW_TOKENS
 from auditoryhum.stages.composite import BACKENDS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_LABELS, default_json_path  # noqa: F401
 
 
 def add_arguments(parser, name):
-    gemini_budget = light_constant("auditoryhum.models.gemini", "GENERATION_CONFIG")["max_output_tokens"]
-    revision_tokens = light_constant("auditoryhum.recipe", "REVISION_COMPOSITE_MAX_NEW_TOKENS")
+    gemini_budget = GEMINI_GENERATION_CONFIG["max_output_tokens"]
+    revision_tokens = REVISION_COMPOSITE_MAX_NEW_TOKENS
     parser.add_argument("--label_csv", default=None,
                         help="cluster-id file (one integer per line, as cluster_*.py write); required unless --prompt")
     parser.add_argument("--top_label_scores_csv", default=None,
@@ -55,7 +56,7 @@ def add_arguments(parser, name):
                         help=f"hf: longest answer in tokens (default {DEFAULT_MAX_NEW_TOKENS} for clusters, of which only "
                              f"the first line is kept; {revision_tokens} with --prompt, as the revision). "
                              f"gemini keeps the labeller's {gemini_budget}-token budget, which its thinking also spends")
-    defaults = per_device(light_constant("auditoryhum.models.chat", "DEFAULT_BATCH_SIZE"))
+    defaults = per_device(CHAT_BATCH_SIZE)
     add_precision_arguments(parser, f"hf: clusters per generation batch (default per device: {defaults})")
     add_gemini_arguments(parser.add_argument_group("gemini backend"), "clusters")
 

@@ -1,7 +1,7 @@
 """features_qwen2a.py, features_gemma3n.py: audio-tower embedding of every clip, summed over time."""
 
 from auditoryhum.cli.options import add_engine_arguments, add_filedir, add_precision_arguments, engine_options, per_device
-from auditoryhum.stages._base import light_constant
+from auditoryhum.defaults import TOWER_BATCH_SIZE
 
 # Which family's tower each command runs, and its output flag.
 TOWER_OF_COMMAND = {
@@ -20,7 +20,7 @@ def add_arguments(parser, name):
                         help=f"{family.title} model: local folder or Hugging Face hub id")
     parser.add_argument(npy_flag, required=True, dest="output_npy",
                         help="output .npy, one row per clip in sorted-path order (float32)")
-    defaults = per_device(light_constant("auditoryhum.models.tower_embed", "DEFAULT_BATCH_SIZE"))
+    defaults = per_device(TOWER_BATCH_SIZE)
     add_precision_arguments(parser, f"clips per tower forward pass (default per device: {defaults})")
     add_engine_arguments(parser)
 

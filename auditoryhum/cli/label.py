@@ -2,7 +2,7 @@
 
 from auditoryhum.cli.options import (add_annotations, add_engine_arguments, add_filedir, add_precision_arguments,
                                      add_prompt_arguments, engine_options, per_device)
-from auditoryhum.stages._base import light_constant
+from auditoryhum.defaults import LABELLER_BATCH_SIZE, LONG_AUDIO_CHOICES
 
 # Which family each command labels with (auditoryhum.models.families.FAMILIES).
 FAMILY_OF_COMMAND = {
@@ -22,10 +22,10 @@ def add_arguments(parser, name):
                         help=f"{family.title} model: local folder or Hugging Face hub id")
     add_annotations(parser)
     parser.add_argument("--text_label_csv", required=True, help="output label file: one line per clip, in sorted-path order")
-    defaults = per_device(light_constant("auditoryhum.models.labeller", "DEFAULT_BATCH_SIZE"))
+    defaults = per_device(LABELLER_BATCH_SIZE)
     add_precision_arguments(parser, f"clips per generation batch (default per device: {defaults})")
     parser.add_argument("--long_audio", default="truncate",
-                        choices=light_constant("auditoryhum.models.labeller", "LONG_AUDIO_CHOICES"),
+                        choices=LONG_AUDIO_CHOICES,
                         help="clips longer than the front end's window (30 s for Whisper-style front ends): "
                              "truncate (label the first window, as the paper) or window (label every window, join in order)")
     add_prompt_arguments(parser, repr(family.system_prompt))

@@ -7,12 +7,12 @@ unknown model, or too many clips failing in a row (finished clips are kept for t
 """
 
 from auditoryhum.cli.options import add_annotations, add_filedir, add_gemini_arguments, add_prompt_arguments, gemini_options
-from auditoryhum.stages._base import light_constant
+from auditoryhum.defaults import GEMINI_CONCURRENCY, GEMINI_INLINE_MAX_BYTES
 
 
 def add_arguments(parser, name):
-    inline = light_constant("auditoryhum.models.gemini", "INLINE_MAX_BYTES")
-    concurrency = light_constant("auditoryhum.models.gemini", "DEFAULT_CONCURRENCY")
+    inline = GEMINI_INLINE_MAX_BYTES
+    concurrency = GEMINI_CONCURRENCY
     add_filedir(parser)
     parser.add_argument("--genai_id", required=True, help="Gemini model id, e.g. gemini-2.5-flash")
     add_annotations(parser)

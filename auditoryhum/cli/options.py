@@ -1,12 +1,12 @@
 """Argument pieces shared by several commands: defined once, so their flags and help cannot drift.
 
-Light: no heavy import. Defaults that live in model modules (which import numpy at the top) are
-read from their source with :func:`auditoryhum.stages._base.light_constant`.
+Light: no heavy import. The defaults come from :mod:`auditoryhum.defaults` (standard library
+only), the one definition the model modules (which import numpy at the top) import as well.
 """
 
 import argparse
 
-from auditoryhum.stages._base import light_constant
+from auditoryhum import defaults
 
 CLIPS_HELP = "glob of the audio files, quoted (e.g. 'clips/*.wav')"
 
@@ -75,25 +75,24 @@ def add_gemini_arguments(group, unit: str) -> None:
 
     ``unit`` names what one request is for ("clips", "clusters") in the help texts.
     """
-    g = "auditoryhum.models.gemini"
-    max_retries = light_constant(g, "DEFAULT_MAX_RETRIES")
-    timeout = light_constant(g, "DEFAULT_TIMEOUT_S")
-    base_delay = light_constant(g, "DEFAULT_RETRY_BASE_DELAY_S")
-    max_failures = light_constant(g, "DEFAULT_MAX_CONSECUTIVE_FAILURES")
+    max_retries = defaults.GEMINI_MAX_RETRIES
+    timeout = defaults.GEMINI_TIMEOUT_S
+    base_delay = defaults.GEMINI_RETRY_BASE_DELAY_S
+    max_failures = defaults.GEMINI_MAX_CONSECUTIVE_FAILURES
     group.add_argument("--api_key", default=None,
                        help="API key; better set GEMINI_API_KEY or GOOGLE_API_KEY (GOOGLE_API_KEY wins if both are set), "
                             "since a flag is visible to other users in the process list. Never printed")
     group.add_argument("--base_url", default=None,
                        help=f"send requests to this endpoint (gateway, proxy, regional endpoint) instead of the default; "
-                            f"default: ${light_constant(g, 'BASE_URL_ENV_VAR')} if set")
+                            f"default: ${defaults.GEMINI_BASE_URL_ENV_VAR} if set")
     group.add_argument("--max_retries", type=int, default=max_retries,
                        help=f"retries of a request after a rate limit (429), server error (500, 502, 503, 504), timeout or "
                             f"connection error (default {max_retries}); other errors are not retried")
     group.add_argument("--timeout", type=number, default=timeout, help=f"seconds each request may take (default {timeout:g})")
     group.add_argument("--retry_base_delay", type=number, default=base_delay,
-                       help=f"first back-off delay in seconds, doubled per retry up to {light_constant(g, 'RETRY_MAX_DELAY_S'):g} s, "
+                       help=f"first back-off delay in seconds, doubled per retry up to {defaults.GEMINI_RETRY_MAX_DELAY_S:g} s, "
                             f"with jitter (default {base_delay:g}); a delay the server asks for is honoured instead "
-                            f"(up to {light_constant(g, 'SERVER_RETRY_DELAY_CAP_S'):g} s)")
+                            f"(up to {defaults.GEMINI_SERVER_RETRY_DELAY_CAP_S:g} s)")
     group.add_argument("--max_consecutive_failures", type=int, default=max_failures,
                        help=f"stop the run when this many {unit} in a row fail after their retries (default "
                             f"{max_failures}; 0: never); a rerun resumes")

@@ -22,7 +22,6 @@ taxonomy CSV so that a killed run resumes, and writes the taxonomy CSV and the J
 atomically at the end.
 """
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -40,9 +39,9 @@ from auditoryhum.models.device import Precision
 from auditoryhum.validation import optional_positive_int
 
 from auditoryhum.recipe import SEED  # noqa: E402  (the labellers' seed)
-DEFAULT_MAX_NEW_TOKENS = 32
-# Prompts per generate call. A cluster prompt is a few hundred tokens at most.
-DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
+# New tokens per composite label, and prompts per generate call (a cluster prompt is a few
+# hundred tokens at most): one definition each, in auditoryhum.defaults.
+from auditoryhum.defaults import CHAT_BATCH_SIZE as DEFAULT_BATCH_SIZE, CHAT_MAX_NEW_TOKENS as DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 # Greedy decoding whatever the checkpoint's generation_config.json says (chat checkpoints ship
 # sampling settings and repetition penalties); temperature/top_p at their neutral values only
 # override the checkpoint's, which would otherwise warn next to do_sample=False.

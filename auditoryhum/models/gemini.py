@@ -49,34 +49,31 @@ from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
 from auditoryhum.models.labeller import POSTPROCESS, LabelReport
 
-# Decoding of the published recipe (SPEC.md: label_google_gen_ai_cloud.py).
-GENERATION_CONFIG = {"max_output_tokens": 1024, "temperature": 0.0, "top_p": 1.0, "seed": 100}
+# Decoding of the published recipe (docs/spec.md: label_google_gen_ai_cloud.py).
+from auditoryhum.recipe import GEMINI_GENERATION_CONFIG as GENERATION_CONFIG
 
-# The Gemini API takes inline data while the whole request stays under 20 MB. Inline bytes
-# travel base64-encoded (4/3 larger): 12 MB of audio is 16 MB of request, leaving room for
-# the prompt and the JSON around it. Larger clips go through the Files API.
-INLINE_MAX_BYTES = 12_000_000
-
-DEFAULT_TIMEOUT_S = 120.0
-DEFAULT_MAX_RETRIES = 6
-DEFAULT_RETRY_BASE_DELAY_S = 2.0
-# Back-off doubles from the base delay up to this cap (before jitter).
-RETRY_MAX_DELAY_S = 60.0
-# A delay the server asks for is honoured up to this long.
-SERVER_RETRY_DELAY_CAP_S = 300.0
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
-DEFAULT_CONCURRENCY = 1
-# How long an uploaded file may stay PROCESSING before its clip fails.
-FILE_PROCESSING_TIMEOUT_S = 300.0
-# Tries of deleting an uploaded file (a file left behind expires on its own after 48 h).
-DELETE_ATTEMPTS = 3
-DELETE_MAX_WAIT_S = 5.0  # longest wait between those tries
+# The client's own settings, one definition each in auditoryhum.defaults (the CLI's ``--help``
+# reads them there without importing this module). Inline data: the request must stay under
+# 20 MB and inline bytes travel base64-encoded, so larger clips go through the Files API.
+# A file left behind after the delete tries expires on its own after 48 h.
+from auditoryhum.defaults import (  # noqa: F401 (the module's names, as callers and tests use them)
+    GEMINI_CONCURRENCY as DEFAULT_CONCURRENCY,
+    GEMINI_DELETE_ATTEMPTS as DELETE_ATTEMPTS,
+    GEMINI_DELETE_MAX_WAIT_S as DELETE_MAX_WAIT_S,
+    GEMINI_FILE_PROCESSING_TIMEOUT_S as FILE_PROCESSING_TIMEOUT_S,
+    GEMINI_INLINE_MAX_BYTES as INLINE_MAX_BYTES,
+    GEMINI_MAX_CONSECUTIVE_FAILURES as DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    GEMINI_MAX_RETRIES as DEFAULT_MAX_RETRIES,
+    GEMINI_RETRY_BASE_DELAY_S as DEFAULT_RETRY_BASE_DELAY_S,
+    GEMINI_RETRY_MAX_DELAY_S as RETRY_MAX_DELAY_S,
+    GEMINI_SERVER_RETRY_DELAY_CAP_S as SERVER_RETRY_DELAY_CAP_S,
+    GEMINI_TIMEOUT_S as DEFAULT_TIMEOUT_S,
+)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 AUTH_STATUS = frozenset({401, 403})
 # Google's documented precedence: GOOGLE_API_KEY wins when both are set (as the SDK does).
-API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
-BASE_URL_ENV_VAR = "GOOGLE_GEMINI_BASE_URL"
+from auditoryhum.defaults import GEMINI_API_KEY_ENV_VARS as API_KEY_ENV_VARS, GEMINI_BASE_URL_ENV_VAR as BASE_URL_ENV_VAR  # noqa: E402
 
 # The audio formats the Gemini API lists, by file extension (mimetypes' answers vary by
 # platform, e.g. audio/x-wav).

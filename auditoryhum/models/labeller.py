@@ -41,8 +41,8 @@ from auditoryhum.models.families import PROMPT, Family
 
 from auditoryhum.recipe import LABEL_GENERATION_SETTINGS as GENERATION_SETTINGS, SEED  # noqa: E402
 
-LONG_AUDIO_CHOICES = ("truncate", "window")
-DEFAULT_BATCH_SIZE = {"cuda": 8, "mps": 2, "cpu": 2}
+# The toolkit's own defaults: one definition, in auditoryhum.defaults (the CLI reads it without NumPy).
+from auditoryhum.defaults import LABELLER_BATCH_SIZE as DEFAULT_BATCH_SIZE, LONG_AUDIO_CHOICES  # noqa: E402
 
 # Characters that end a line for Python's str.splitlines() (and for universal-newline readers)
 # besides "\n", which post-processing already turned into ", ": one label must stay one line.

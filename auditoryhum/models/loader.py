@@ -23,6 +23,7 @@ import re
 import struct
 from typing import Any, List, Optional, Sequence, Tuple
 
+from auditoryhum.engine.common import first_line  # noqa: F401 (one definition; importable from here too)
 from auditoryhum.errors import UserError
 
 GGUF_SUFFIX = ".gguf"
@@ -90,11 +91,6 @@ def check_source(source: str, flag: str) -> None:
     if not hub_id_like:
         raise UserError(f"{flag} {source!r}: no such model folder; give a folder holding config.json, "
                         f"a .gguf file or a hub id")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Audio-tower embeddings of Qwen2-Audio and Gemma-3n: the tower's last hidden state summed over time.
 
-The published recipe (SPEC.md, features_qwen2a / features_gemma3n) runs only the audio tower
+The published recipe (docs/spec.md, features_qwen2a / features_gemma3n) runs only the audio tower
 of the loaded audio LLM, one clip at a time:
 
 * Qwen2-Audio: the Whisper feature extractor on the clip (padded or cut to 30 s, 3000 mel
@@ -37,7 +37,8 @@ from auditoryhum.validation import optional_positive_int
 from auditoryhum.models.families import Family
 from auditoryhum.recipe import SEED
 
-DEFAULT_BATCH_SIZE = {"cuda": 16, "mps": 4, "cpu": 4}
+# Clips per forward pass, per device: one definition, in auditoryhum.defaults.
+from auditoryhum.defaults import TOWER_BATCH_SIZE as DEFAULT_BATCH_SIZE
 
 
 def _qwen2a_features(processor, clip: np.ndarray):

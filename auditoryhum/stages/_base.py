@@ -7,9 +7,7 @@ the script prints, and which items failed. Stage results subclass :class:`StageR
 """
 
 import contextlib
-import functools
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -105,27 +103,3 @@ def as_parameter(param: str):
             raise MentionError(mention(param) + text[len(param):]) from None
         raise
 
-
-def light_constant(module: str, name: str):
-    """A literal constant of ``module`` read from its source, without importing it.
-
-    For ``--help`` texts: the model modules import numpy at the top, and a parser must not.
-    The constant keeps its one definition there; this reads it (``ast.literal_eval``).
-    """
-    import ast
-    import importlib.util
-
-    tree = _parsed(importlib.util.find_spec(module).origin)
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value is not None:
-            return ast.literal_eval(node.value)
-    raise LookupError(f"{module}.{name} is not a literal top-level constant")
-
-
-@functools.lru_cache(maxsize=None)
-def _parsed(path: str):
-    import ast
-
-    with open(path, encoding="utf-8") as fh:
-        return ast.parse(fh.read(), path)

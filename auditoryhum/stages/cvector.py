@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
 
+from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE
 from auditoryhum.stages._base import StageResult
 
 HOLDER = "features-cvector"
@@ -170,7 +171,7 @@ def class_vectors(
 
         def encode(texts):
             encoder = ClapTextEncoder.load(clap_model, _device())
-            return encoder.encode(texts, batch_size or 64, show_progress=progress_enabled())
+            return encoder.encode(texts, batch_size or CLAP_TEXT_BATCH_SIZE, show_progress=progress_enabled())
 
         cache = None
         if not no_cache:

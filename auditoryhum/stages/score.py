@@ -6,12 +6,11 @@ Top level is light: numpy and the CLAP text encoder are imported inside :func:`s
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
+from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE  # candidate texts per CLAP text forward pass
 from auditoryhum.recipe import LABEL_WORD_LIMIT
 from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded, mention
 from auditoryhum.stages.label import _local
 
-#: Candidate texts per forward pass of the CLAP text encoder.
-CLAP_TEXT_BATCH_SIZE = 64
 # A warning names at most this many clips; the rest are counted.
 _MAX_NAMED = 10
 
