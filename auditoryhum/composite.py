@@ -137,7 +137,7 @@ COMPOSITE_SYSTEM_INSTRUCTION = (
 # cluster is written with the fixed composite label NOISE_COMPOSITE_LABEL.
 NOISE_COMPOSITE_LABEL = "noise"
 
-DEFAULT_TOP_LABELS = 5
+from auditoryhum.defaults import COMPOSITE_TOP_LABELS as DEFAULT_TOP_LABELS  # noqa: E402
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _LINE_MARKUP = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+\u2022]\s+|\d{1,3}[.)]\s+)")

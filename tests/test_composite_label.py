@@ -24,6 +24,7 @@ from conftest import REPO, assert_one_line_error, run_and_kill_when_journal_has,
 from fake_gemini_server import GENERATE, FakeGemini
 
 from auditoryhum.composite import (
+    naming_prompt,
     COMPOSITE_PROMPT, COMPOSITE_SYSTEM_INSTRUCTION, cluster_label_stats, cluster_prompt, clean_composite_answer,
     format_top_labels,
 )
@@ -205,8 +206,11 @@ def test_end_to_end_known_model_writes_taxonomy_and_json(tmp_path, chat_models):
         ["cluster", "composite_label", "n_clips", "top_labels"],
         ["-1", "noise", "2", "dog barking (1), wind noise (1)"],
         ["0", KNOWN_LABEL, "5", "car horn (3), engine idling (1), traffic, distant (1)"],
-        ["1", KNOWN_LABEL, "3", "birds chirping (2), rain falling (1)"],
-        ["2", KNOWN_LABEL, "2", "rain falling (2)"],
+        # a plain chat model is asked the short naming question and its names are grounded in the
+        # cluster's labels: "Busy street traffic" shares no word with birds or rain, so those two
+        # clusters are named by their top label (composite.settle_labels)
+        ["1", "birds chirping", "3", "birds chirping (2), rain falling (1)"],
+        ["2", "rain falling", "2", "rain falling (2)"],
     ]
     # The report's reader reads it back (RFC 4180 quoting of the comma in top_labels).
     assert read_taxonomy_csv(str(out))[1] == TaxonomyRow(0, KNOWN_LABEL, 5, "car horn (3), engine idling (1), traffic, distant (1)")
@@ -220,7 +224,7 @@ def test_end_to_end_known_model_writes_taxonomy_and_json(tmp_path, chat_models):
                                         {"label": "traffic, distant", "count": 1}]
     assert by_id[0]["top_labels"] == by_id[0]["distribution"][:3]
     assert by_id[1]["distribution"] == [{"label": "birds chirping", "count": 2}, {"label": "rain falling", "count": 1}]
-    assert by_id[0]["prompt"] == cluster_prompt([("car horn", 3), ("engine idling", 1), ("traffic, distant", 1)])
+    assert by_id[0]["prompt"] == naming_prompt([("car horn", 3), ("engine idling", 1), ("traffic, distant", 1)], "short")
     assert by_id[0]["answer"] == KNOWN_ANSWER and by_id[0]["composite_label"] == KNOWN_LABEL and by_id[0]["error"] is None
     assert by_id[-1] == {**by_id[-1], "noise": True, "composite_label": "noise", "prompt": None, "answer": None}
     assert {"label": "rain falling", "clusters": 2} in doc["labels"] and doc["n_labels"] == 7 and doc["n_shared_labels"] == 1
@@ -309,17 +313,19 @@ def test_journal_of_another_model_is_not_reused_and_failures_are_retried(tmp_pat
     backend = HFChatBackend(str(chat_models["known"]), resolve_precision("cpu"), 2)
     from auditoryhum.engine import digest as _digest
 
-    prompts = {c: cluster_prompt(d) for c, d in cluster_label_stats([c for c, _ in CLIPS], [l for _, l in CLIPS]).per_cluster.items()}
+    prompts = {c: naming_prompt(d, "short")
+               for c, d in cluster_label_stats([c for c, _ in CLIPS], [l for _, l in CLIPS]).per_cluster.items()}
     with Journal.open(out, backend.journal_key()) as journal:
         journal.append([
-            {"id": "cluster 0", "fp": _digest(prompts[0]), "value": "From the journal", "answer": "From the journal.", "error": None},
+            {"id": "cluster 0", "fp": _digest(prompts[0]), "value": "Traffic from the journal", "answer": "Traffic from the journal.",
+             "error": None},
             {"id": "cluster 1", "fp": _digest(prompts[1]), "value": "", "answer": None, "error": "cluster 1: HTTP 500"},
             {"id": "cluster 2", "fp": "stale prompt", "value": "Stale", "answer": "Stale", "error": None},
         ])
     report = run_in_process(chat_models["known"], ids, scores, out, batch_size=2)
     assert report.reused == 1 and report.asked == 2 and not report.failures
     labels = {r.cluster: r.composite_label for r in read_taxonomy_csv(str(out))}
-    assert labels == {-1: "noise", 0: "From the journal", 1: KNOWN_LABEL, 2: KNOWN_LABEL}
+    assert labels == {-1: "noise", 0: "Traffic from the journal", 1: "birds chirping", 2: "rain falling"}
     assert "resuming: 1 of 3 clusters" in capsys.readouterr().err
 
     # Another model (the random variant): the journal of the known one must not be reused.

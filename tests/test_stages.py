@@ -419,7 +419,8 @@ ALIASES = {
     "CHAT_BATCH_SIZE": [("auditoryhum.models.chat", "DEFAULT_BATCH_SIZE")],
     "CHAT_MAX_NEW_TOKENS": [("auditoryhum.models.chat", "DEFAULT_MAX_NEW_TOKENS"),
                             ("auditoryhum.stages.composite", "DEFAULT_MAX_NEW_TOKENS")],
-    "COMPOSITE_TOP_LABELS": [("auditoryhum.stages.composite", "DEFAULT_TOP_LABELS")],
+    "COMPOSITE_TOP_LABELS": [("auditoryhum.stages.composite", "DEFAULT_TOP_LABELS"),
+                             ("auditoryhum.composite", "DEFAULT_TOP_LABELS")],
     "CLAP_TEXT_BATCH_SIZE": [("auditoryhum.stages.score", "CLAP_TEXT_BATCH_SIZE")],
     "ST_BATCH_SIZE": [("auditoryhum.stages.embed", "ST_BATCH_SIZE")],
     "GEMINI_INLINE_MAX_BYTES": [("auditoryhum.models.gemini", "INLINE_MAX_BYTES")],
@@ -439,9 +440,8 @@ ALIASES = {
     "RESAMPLER_CHOICES": [("auditoryhum.resample", "RESAMPLERS")],
     "DEFAULT_RESAMPLER": [("auditoryhum.resample", "DEFAULT_RESAMPLER")],
 }
-# The one default still defined twice: auditoryhum.composite keeps its own literal (to be
-# switched to an import from auditoryhum.defaults); until then it must equal ours.
-STILL_DEFINED_TWICE = {"COMPOSITE_TOP_LABELS": ("auditoryhum.composite", "DEFAULT_TOP_LABELS")}
+# Defaults still defined twice (none now); each must equal ours until switched to an import.
+STILL_DEFINED_TWICE = {}
 
 
 def _literal_assignments(module: str) -> set:

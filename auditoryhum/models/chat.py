@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from auditoryhum.composite import (
     COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER, NOISE_COMPOSITE_LABEL, ClusterLabelStats, CompositeResult,
-    clean_composite_answer, cluster_prompt, composite_document, taxonomy_rows,
+    clean_composite_answer, composite_document, naming_prompt, prompt_style_for, settle_labels, taxonomy_rows,
 )
 from auditoryhum.console import note, progress_enabled
 from auditoryhum.engine import (
@@ -455,7 +455,10 @@ def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str
     if top_labels < 1:
         raise UserError(f"--top_labels must be at least 1, got {top_labels}")
     clusters = [c for c in stats.per_cluster if c != NOISE_CLUSTER]
-    prompts = [cluster_prompt(stats.per_cluster[c]) for c in clusters]
+    # The paper's prompt for Gemini and the audio-LLM families; a short question for any other
+    # (small, local) chat model, which answers the paper's prompt with a sentence.
+    style = prompt_style_for(backend.name, getattr(backend, "family_key", None))
+    prompts = [naming_prompt(stats.per_cluster[c], style) for c in clusters]
     items = [Item(_record_id(c), p, extra_fp=digest(p)) for c, p in zip(clusters, prompts)]
 
     def finish(index: int, answer: Optional[str], error: Optional[str]):
@@ -474,9 +477,14 @@ def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str
         for k, cluster in enumerate(clusters):
             label, answer = values[k] if values[k] is not None else ("", None)
             results[cluster] = CompositeResult(label if k not in failed else "", answer, failed.get(k))
+        # Grounded (short style) and distinct names across clusters; the journal keeps each
+        # cluster's own clean answer, so a resumed run settles the same names again.
+        settled = settle_labels({c: r.label for c, r in results.items()}, stats, style)
+        results.update({c: CompositeResult(settled[c], r.answer, r.error) for c, r in results.items()})
         run = dict(backend.describe(), **(run_info or {}))
         write_taxonomy_csv(taxonomy_csv, taxonomy_rows(stats, results, top_labels))
-        write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels))
+        write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels,
+                                                            prompts=dict(zip(clusters, prompts))))
 
     outcome = run_resumable(
         taxonomy_csv, backend.journal_key(), items, backend.step_spec(), write=write, batch_size=backend.batch_size,
