@@ -437,7 +437,8 @@ def _gather_clusters(report: ReportData, score_rows: Optional[List[af.ScoreRow]]
     for c, size in zip(clusters.tolist(), sizes.tolist()):
         row = ClusterRow(int(c), int(size))
         if stats is not None:
-            distribution = stats.per_cluster[int(c)]
+            # clips without a label (id -2, or an empty kept label) are in no distribution
+            distribution = stats.per_cluster.get(int(c), [])
             row.top_labels = distribution[:_TOP_LABELS]
             row.n_distinct = len(distribution)
         if c in by_cluster:

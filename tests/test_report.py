@@ -336,16 +336,16 @@ def test_cluster_table_sizes_top_labels_and_composite_labels(tmp_path):
     assert sorted(rows) == [-1, 0, 1, 2]
     assert [rows[c].size for c in (-1, 0, 1, 2)] == [1, 3, 3, 2]
     assert rows[0].top_labels == [("wind noise", 2), ("rain", 1)]
-    assert rows[2].top_labels == [("", 1), ("wind noise", 1)]
+    assert rows[2].top_labels == [("wind noise", 1)]  # the clip without a kept label is no label
     assert rows[0].composite_label == "Weather: wind, rain" and rows[-1].composite_label is None
     assert page.text_by_id["fig-cluster-clips"] == "9"
     assert page.text_by_id["fig-n-clusters"] == "3"
     assert page.text_by_id["fig-noise"] == "1"
-    assert page.text_by_id["fig-n-labels"] == "5"  # wind noise, rain, car horn, (blank), dog
+    assert page.text_by_id["fig-n-labels"] == "4"  # wind noise, rain, car horn, dog: a blank kept label is no label
     assert page.text_by_id["fig-shared-labels"] == "1"  # wind noise is in clusters 0 and 2
     table = re.sub(r"\s+", " ", page.text_by_id["cluster-table"])
     assert "Weather: wind, rain" in table and "Car horns <honk>" in table and "wind noise (2)" in table and "car horn (3)" in table
-    assert "33.3 %" in table and "(no label) (1)" in table
+    assert "33.3 %" in table and "(no label) (1)" not in table
     assert "<honk>" not in text  # escaped
     assert "clusters" not in data.problems
 
