@@ -1,13 +1,8 @@
 """Executors: who runs the per-batch step on the pending items of a run.
 
-The interface (one method): ``executor.stream(spec, batches)`` takes a step spec (see
-:mod:`auditoryhum.engine.step`) and an iterable of batches of :class:`~auditoryhum.engine.step.Task`
-and returns a :class:`BatchStream`: an iterator of finished batches (lists of
-:class:`~auditoryhum.engine.step.Outcome`, every task of a batch answered), plus
-``cancel()`` (stop; return the batches that finished but were not yet taken) and
-``close()``. Outcomes carry their item's index, so an executor may hand batches back in any
-order; the run engine (:func:`auditoryhum.engine.run.run_resumable`) files them by index in
-the same journal and writes the same bytes whoever computed them.
+The interface (:class:`Executor`, :class:`BatchStream`) lives in :mod:`auditoryhum.engine.base`
+and is importable from here too. Outcomes carry their item's index, so an executor may hand
+batches back in any order; the run engine files them by index.
 
 * :class:`LocalExecutor` runs the step in this process: with ``concurrency=1`` the next
   batch is decoded (``prepare``) on a helper thread while the model runs the current one and
@@ -23,46 +18,11 @@ import queue
 import threading
 from typing import Iterable, Iterator, List, Optional, Sequence
 
+from auditoryhum.engine.base import ENGINES, BatchStream, Executor
 from auditoryhum.engine.step import Outcome, StepSpec, Task, WorkerStep
 from auditoryhum.errors import UserError
 
-ENGINES = ("local", "ray")
-
-
-class BatchStream:
-    """Finished batches of one run, as an iterator; see the module docstring."""
-
-    def __iter__(self) -> Iterator[List[Outcome]]:
-        return self
-
-    def __next__(self) -> List[Outcome]:
-        raise NotImplementedError
-
-    def cancel(self) -> List[List[Outcome]]:
-        """Stop the work; return the batches that had finished but were not taken yet."""
-        self.close()
-        return []
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "BatchStream":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-class Executor:
-    """Base class: ``stream(spec, batches) -> BatchStream`` and a one-line ``describe()``."""
-
-    name = "executor"
-
-    def stream(self, spec: StepSpec, batches: Iterable[Sequence[Task]]) -> BatchStream:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return self.name
+__all__ = ["ENGINES", "BatchStream", "Executor", "LocalExecutor", "make_executor"]
 
 
 class LocalExecutor(Executor):

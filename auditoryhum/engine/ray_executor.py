@@ -32,7 +32,7 @@ import warnings
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from auditoryhum.console import note
-from auditoryhum.engine.executors import BatchStream, Executor
+from auditoryhum.engine.base import BatchStream, Executor
 from auditoryhum.engine.step import Outcome, StepSpec, Task, WorkerStep
 from auditoryhum.errors import UserError
 
