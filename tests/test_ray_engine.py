@@ -105,7 +105,7 @@ def test_labels_ray_equal_local_and_resume_across_engines(ray_cluster, qwen2a_mo
     try:
         again = _label(qwen2a_model, clips, tmp_path / "ray.csv")
         assert again.reused == 7 and not again.failures
-        fresh = _label(qwen2a_model, clips, tmp_path / "fresh.csv", engine="ray")
+        _label(qwen2a_model, clips, tmp_path / "fresh.csv", engine="ray")
         assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "fresh.csv").read_bytes()
     finally:
         (clips / "c3_bad.wav").write_bytes(b"not audio" * 20)
@@ -271,3 +271,103 @@ def test_a_bad_engine_option_is_one_line_under_its_flag(tmp_path, clips, clap_mo
                       "--clap_npy", tmp_path / "x.npy", "--engine", "ray", "--actors", "0")
     assert_one_line_error(proc, "--actors must be at least 1, got 0")
     assert not (tmp_path / "x.npy").exists()
+
+
+_OWN_INSTANCE_DRIVER = """
+import glob, sys
+from auditoryhum.models.audio_embed import ASTEmbedder, run_clip_embeddings
+folder, model, out = sys.argv[1:4]
+paths = sorted(glob.glob(folder + "/*.wav"))
+run_clip_embeddings(ASTEmbedder, model, "--ast_model", "cpu", paths, out, 1, engine="ray", actors=1)
+"""
+
+
+def _instance_processes(driver_pid, temp_dir):
+    """The live processes of one Ray instance: the driver's descendants and every process whose
+    command line names the instance's temporary folder (zombies are ended processes)."""
+    import psutil
+
+    found = {}
+    try:
+        for proc in psutil.Process(driver_pid).children(recursive=True):
+            found[proc.pid] = proc
+    except psutil.NoSuchProcess:
+        pass
+    for proc in psutil.process_iter(["cmdline"]):
+        if temp_dir in " ".join(proc.info["cmdline"] or []):
+            found[proc.pid] = proc
+    alive = {}
+    for pid, proc in found.items():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive[pid] = " ".join(proc.cmdline())[:80]
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _alive(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
+def test_a_killed_driver_takes_its_own_ray_instance_with_it(ast_model, many_clips, tmp_path):
+    """A driver that started its own local Ray instance (``ray_address=None``) and is killed
+    with SIGKILL leaves no Ray process behind (GCS, raylet, workers, the actor)."""
+    import tempfile
+
+    # A short folder of its own (Ray's socket paths must stay under 108 characters): the
+    # instance's processes name it on their command lines, the module's instance does not.
+    temp_dir = tempfile.mkdtemp(prefix="rk", dir="/tmp")
+    out = tmp_path / "own.npy"
+    journal = tmp_path / ".own.npy.journal"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(REPO), RAY_TMPDIR=temp_dir)
+    env.pop("RAY_ADDRESS", None)
+    child = subprocess.Popen([sys.executable, "-c", _OWN_INSTANCE_DRIVER, str(many_clips), ast_model, str(out)],
+                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and child.poll() is None:
+            if journal.exists() and journal.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert child.poll() is None, "the driver finished or failed before it could be killed"
+        before = _instance_processes(child.pid, temp_dir)
+        names = " | ".join(before.values())
+        assert "gcs_server" in names and "raylet" in names, names
+        assert any("RayStep" in c or "MapWorker" in c for c in before.values()) or len(before) >= 4, names
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        killed_at = time.time()
+        ended = {}  # pid -> seconds after the kill when it was first seen gone
+        left = dict(before)
+        while left and time.time() < killed_at + 30:
+            now = _instance_processes(child.pid, temp_dir)
+            for pid in list(left):
+                if pid not in now and not _alive(pid):
+                    ended[pid] = time.time() - killed_at
+                    del left[pid]
+            left.update({pid: cmd for pid, cmd in now.items() if pid not in ended})
+            time.sleep(0.05)
+        took = time.time() - killed_at
+        print(f"\n{len(before)} Ray processes of the killed driver's own instance: "
+              + ", ".join(f"{before.get(pid, '?').split()[0]} {t:.1f} s" for pid, t in sorted(ended.items(), key=lambda x: x[1]))
+              + (f"; still running after {took:.0f} s: {sorted(left.values())}" if left else ""))
+        assert not left, f"still running {took:.0f} s after the driver was killed: {left}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+        lingering = set(_instance_processes(child.pid, temp_dir)) | set(locals().get("before") or ())
+        for pid in lingering:  # a failed check leaves nothing behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        import shutil
+
+        shutil.rmtree(temp_dir, ignore_errors=True)

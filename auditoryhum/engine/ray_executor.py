@@ -117,6 +117,75 @@ def _probe(ray, address: str) -> None:
                         f"head node, 'auto' on a cluster node, or ray://host:10001) and that the cluster is up") from None
 
 
+# The watchdog of a local instance (run with ``python -c``; standard library and psutil only).
+# It blocks on its stdin, a pipe whose only writer is the driver: the pipe ends when the driver
+# does, however it ends (SIGKILL included). It then ends the processes it was given, each only
+# if it is still the same process (same start time), politely first.
+_WATCHDOG = """
+import json, sys, time
+import psutil
+targets = json.loads(sys.argv[1])
+while sys.stdin.buffer.read(65536):
+    pass
+procs = []
+for pid, started in targets:
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) < 0.01:
+            procs.append(proc)
+    except psutil.Error:
+        pass
+for proc in procs:
+    try:
+        proc.terminate()
+    except psutil.Error:
+        pass
+gone, alive = psutil.wait_procs(procs, timeout=2)
+for proc in alive:
+    try:
+        proc.kill()
+    except psutil.Error:
+        pass
+"""
+
+_watchdog = None  # the watchdog of the local instance this process started (kept open until exit)
+
+
+def _watch_own_instance() -> None:
+    """Make the local Ray instance this driver just started end with it, even on SIGKILL.
+
+    Ray ties its GCS and raylet to the driver (the kernel kills them when it dies) and the
+    workers and actors end when their raylet does, but its per-node agents (the dashboard
+    agent, the runtime-env agent) do not: after a SIGKILLed driver they stayed up (measured:
+    still running 30 s later, parented to init). So the processes this driver started during
+    ``ray.init`` (its descendants now: GCS, raylet, agents, log monitor) are handed to a small
+    watchdog process in a session of its own, which ends them when the driver's pipe to it
+    closes. Processes of a cluster this driver only joined are never its descendants, so
+    never touched.
+    """
+    global _watchdog
+    import json
+    import subprocess
+    import sys
+
+    try:
+        import psutil
+
+        targets = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
+    except Exception:  # no psutil, or no process table to read: Ray's own fate sharing only
+        return
+    if _watchdog is not None and _watchdog.stdin is not None:
+        _watchdog.stdin.close()  # an earlier instance of this process, shut down since: let its watchdog go
+    _watchdog = None
+    if not targets:
+        return
+    try:
+        _watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, json.dumps(targets)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        _watchdog = None
+
+
 def _bound_step_class(spec_bytes: bytes, verbose: bool):
     """A :class:`_RayStep` with the spec built in: Ray pickles the class itself (by value), so
     no constructor arguments live in the object store, where an actor restart would need them."""
@@ -205,6 +274,8 @@ class RayExecutor(Executor):
             text = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise UserError(f"cannot reach {where}: {text}; check --ray_address and that the cluster is up "
                             f"(ray start --head on the head node)") from None
+        if self.ray_address is None:
+            _watch_own_instance()
         return ray
 
     def _plan(self, ray) -> Dict[str, float]:
