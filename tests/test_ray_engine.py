@@ -2,7 +2,8 @@
 
 One Ray instance serves the whole module (started by the ``ray_cluster`` fixture, 3 logical
 CPUs: two actors plus one for Ray Data's reading and collecting). Outputs are compared byte
-for byte with the local engine's on tiny random models: Qwen2-Audio labels and AST rows.
+for byte with the local engine's on tiny random models: the labels of the four audio-LLM
+families, AST, CLAP, Qwen2-Audio and Gemma-3n tower rows.
 """
 
 import os
@@ -57,10 +58,16 @@ def ast_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def qwen2a_model(tmp_path_factory):
+def tiny_base(tmp_path_factory):
+    """The session's folder of tiny MLLMs (each family built on first use, shared with other modules)."""
+    return tmp_path_factory.getbasetemp() / "tiny_mllm"
+
+
+@pytest.fixture(scope="module")
+def qwen2a_model(tiny_base):
     from tiny_mllm_models import tiny_model
 
-    return str(tiny_model(tmp_path_factory.getbasetemp() / "tiny_mllm", "qwen2a", "random"))
+    return str(tiny_model(tiny_base, "qwen2a", "random"))
 
 
 def _paths(folder):
@@ -73,13 +80,13 @@ def _embed(model, folder, out, **engine):
     return run_clip_embeddings(ASTEmbedder, model, "--ast_model", "cpu", _paths(folder), str(out), 2, **engine)
 
 
-def _label(model, folder, out, **engine):
+def _label(model, folder, out, family="qwen2a", **engine):
     from auditoryhum.models.device import resolve_precision
     from auditoryhum.models.families import get_family
     from auditoryhum.models.labeller import run_labelling, user_prompt
 
     paths = _paths(folder)
-    return run_labelling(get_family("qwen2a"), model, paths, [user_prompt(None)] * len(paths), str(out),
+    return run_labelling(get_family(family), model, paths, [user_prompt(None)] * len(paths), str(out),
                          resolve_precision("cpu"), batch_size=2, **engine)
 
 
@@ -109,6 +116,49 @@ def test_labels_ray_equal_local_and_resume_across_engines(ray_cluster, qwen2a_mo
         assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "fresh.csv").read_bytes()
     finally:
         (clips / "c3_bad.wav").write_bytes(b"not audio" * 20)
+
+
+@pytest.fixture(scope="module")
+def three_clips(tmp_path_factory):
+    """Two short clips around one that is not audio (the failure row sits between two batches' worth)."""
+    folder = tmp_path_factory.mktemp("ray_three")
+    write_tone(folder / "a.wav", seconds=0.6, freq=300.0)
+    (folder / "b_bad.wav").write_bytes(b"not audio" * 20)
+    write_tone(folder / "c.wav", seconds=0.9, freq=700.0)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["qwen2_5o", "qwen3o", "gemma3n"])
+def test_labels_of_the_other_families_ray_equal_local(ray_cluster, tiny_base, three_clips, tmp_path, family):
+    from tiny_mllm_models import tiny_model
+
+    model = str(tiny_model(tiny_base, family, "random"))
+    local = _label(model, three_clips, tmp_path / "local.csv", family=family)
+    remote = _label(model, three_clips, tmp_path / "ray.csv", family=family, engine="ray", actors=2)
+    assert (tmp_path / "local.csv").read_bytes() == (tmp_path / "ray.csv").read_bytes()
+    assert remote.labels == local.labels and len(local.labels) == 3
+    assert local.labels[1] == "" and local.labels[0] and local.labels[2]  # the undecodable clip: an empty label
+    assert remote.failures == local.failures and len(remote.failures) == 1 and "b_bad.wav" in remote.failures[0]
+    # Both runs keep their journal for the failed clip, with the same records.
+    assert (tmp_path / ".local.csv.journal").exists() and (tmp_path / ".ray.csv.journal").exists()
+
+
+def test_gemma3n_tower_rows_ray_equal_local(ray_cluster, tiny_base, three_clips, tmp_path):
+    from tiny_mllm_models import tiny_model
+
+    from auditoryhum.models.device import resolve_precision
+    from auditoryhum.models.families import get_family
+    from auditoryhum.models.tower_embed import run_tower_embeddings
+
+    model = str(tiny_model(tiny_base, "gemma3n", "random"))
+    paths = _paths(three_clips)
+    family, precision = get_family("gemma3n"), resolve_precision("cpu")
+    local = run_tower_embeddings(family, model, paths, str(tmp_path / "local.npy"), precision, batch_size=2)
+    remote = run_tower_embeddings(family, model, paths, str(tmp_path / "ray.npy"), precision, batch_size=2,
+                                  engine="ray", actors=2)
+    assert (tmp_path / "local.npy").read_bytes() == (tmp_path / "ray.npy").read_bytes()
+    assert remote.rows.shape == (3, 32) and np.isnan(remote.rows[1]).all() and np.isfinite(remote.rows[[0, 2]]).all()
+    assert remote.failures == local.failures and len(remote.failures) == 1 and "b_bad.wav" in remote.failures[0]
 
 
 def _actor_pids():
