@@ -426,9 +426,9 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
     or ``None`` when undefined.
 
     The silhouette needs between 2 and N - 1 distinct labels. HDBSCAN noise (-1) counts as
-    one label, as in the reference pipeline. On large inputs with repeated rows the value is
-    computed from the distinct rows (:func:`_silhouette_distinct`), bit for bit what
-    scikit-learn computes, in a fraction of the time. With ``cache``, the value of one
+    one label, as in the reference pipeline. The value comes from
+    :func:`auditoryhum.silhouette.silhouette_score` (scikit-learn's arithmetic with numpy alone,
+    and from the distinct rows where they repeat). With ``cache``, the value of one
     (space, labels) pair is kept, so re-running a clustering does not recompute it.
     """
     labels = np.asarray(labels)
@@ -437,12 +437,9 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
         return None
 
     def compute():
-        from sklearn.metrics import silhouette_score
+        from auditoryhum.silhouette import silhouette_score
 
-        fast = _silhouette_distinct(space, labels)
-        if fast is None:
-            fast = float(silhouette_score(space, labels, metric="euclidean"))
-        return np.array([fast], dtype=np.float64)
+        return np.array([silhouette_score(space, labels)], dtype=np.float64)
 
     if cache is None:
         return float(compute()[0])
@@ -450,122 +447,3 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
 
     key = rows_digest(np.asarray(space)) + rows_digest(labels.astype(np.int64))
     return float(cache.get_or_compute("silhouette", key, {"metric": "euclidean"}, compute)[0])
-
-
-# Below this many rows scikit-learn is fast enough; above, the distinct-row path pays off when
-# the rows repeat (at most this share distinct).
-_FAST_MIN_ROWS = 4000
-_FAST_MAX_DISTINCT_SHARE = 0.25
-
-
-def _silhouette_distinct(space: np.ndarray, labels: np.ndarray) -> Optional[float]:
-    """``silhouette_score`` from the distances of the distinct rows to all rows, or ``None``
-    when this path does not apply (then scikit-learn is called).
-
-    scikit-learn computes the distances of row chunks to all rows, sums them per cluster in
-    index order (``np.bincount``, float64), sets each row's distance to itself to 0, and
-    finishes in the input's precision. Copies of one row have the same distances to every row
-    (the same arithmetic on the same values), so the distances are computed once per distinct
-    row; each copy's own-cluster sum is the same ordered sum without its own position. This
-    holds when the chunks are proper slices (the data does not fit in one chunk of
-    scikit-learn's working memory): for a single chunk scikit-learn uses symmetric shortcuts
-    whose rounding differs, and this path steps aside.
-    """
-    X = np.asarray(space)
-    n = X.shape[0]
-    # float32 only: scikit-learn upcasts float32 chunks to float64 copies, whose products come
-    # out the same wherever a row sits; float64 rows are multiplied in place, and the rounding
-    # noise between copies of a row then depends on their positions.
-    if n < _FAST_MIN_ROWS or X.dtype != np.float32 or X.ndim != 2:
-        return None
-    from sklearn import get_config
-    from sklearn.metrics import pairwise_distances
-    from sklearn.utils._chunking import get_chunk_n_rows
-
-    chunk = get_chunk_n_rows(row_bytes=8 * n, max_n_rows=n, working_memory=get_config()["working_memory"])
-    if chunk >= n:
-        return None
-    X = np.ascontiguousarray(X)
-    as_bytes = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    n_distinct = first.shape[0]
-    if n_distinct > _FAST_MAX_DISTINCT_SHARE * n:
-        return None
-    _, enc = np.unique(labels, return_inverse=True)
-    enc = enc.reshape(-1).astype(np.intp)
-    # Copies of one row in different clusters see each other at the rounding noise of their
-    # positions (of order 1e-8, which then decides their silhouette): scikit-learn itself.
-    first_label = np.full(n_distinct, -1, dtype=np.intp)
-    first_label[inverse[::-1]] = enc[::-1]
-    if not np.array_equal(first_label[inverse], enc):
-        return None
-    freqs = np.bincount(enc)
-    n_labels = freqs.shape[0]
-    dt = X.dtype
-    members = [np.flatnonzero(enc == c) for c in range(n_labels)]
-    position = np.empty(n, dtype=np.intp)  # index of each row within its cluster's member list
-    for idx in members:
-        position[idx] = np.arange(idx.shape[0])
-    copies = [[] for _ in range(n_distinct)]
-    for i, u in enumerate(inverse.tolist()):
-        copies[u].append(i)
-
-    base = np.empty((n_distinct, n_labels), dtype=dt)
-    intra = np.empty(n, dtype=dt)
-    block = max(1, int((128 * 2**20) // (8 * n)))
-    for lo in range(0, n_distinct, block):
-        hi = min(n_distinct, lo + block)
-        D = pairwise_distances(X[first[lo:hi]], X, metric="euclidean")
-        for r in range(hi - lo):
-            u = lo + r
-            row = D[r]
-            sums = np.bincount(enc, weights=row, minlength=n_labels)
-            cd = np.zeros(n_labels, dtype=dt)
-            cd += sums
-            base[u] = cd
-            mine = np.asarray(copies[u], dtype=np.intp)
-            c = enc[mine[0]]  # every copy of u is in one cluster (checked above)
-            if row[mine[0]] == 0:
-                own = np.full(mine.shape[0], sums[c])  # adding a zeroed self-distance changes nothing
-            else:
-                # Each copy's ordered sum over its cluster without its own position: one row per
-                # copy, cumsum along the rows (add.accumulate is sequential, as np.bincount's sum).
-                w = row[members[c]].astype(np.float64)
-                own = np.empty(mine.shape[0])
-                step_rows = max(1, int(2**22 // max(w.shape[0], 1)))
-                for a in range(0, mine.shape[0], step_rows):
-                    part = mine[a:a + step_rows]
-                    block_w = np.broadcast_to(w, (part.shape[0], w.shape[0])).copy()
-                    block_w[np.arange(part.shape[0]), position[part]] = 0.0
-                    own[a:a + step_rows] = np.cumsum(block_w, axis=1)[:, -1]
-            one = np.zeros(mine.shape[0], dtype=dt)
-            one += own
-            intra[mine] = one
-        del D
-    # The rest exactly as scikit-learn's reduction and silhouette_samples, on all rows.
-    inter = np.empty(n, dtype=dt)
-    step = max(1, int((64 * 2**20) // (max(n_labels, 1) * dt.itemsize)))
-    for lo in range(0, n, step):
-        hi = min(n, lo + step)
-        cd = base[inverse[lo:hi]]
-        cd[np.arange(hi - lo), enc[lo:hi]] = np.inf
-        cd /= freqs
-        inter[lo:hi] = cd.min(axis=1)
-    denom = (freqs - 1).take(enc, mode="clip")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        intra /= denom
-    sil = inter - intra
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sil /= np.maximum(intra, inter)
-    sil = _nan_to_num(sil)
-    return float(np.mean(sil))
-
-
-def _nan_to_num(x):
-    try:
-        from sklearn.externals import array_api_extra as xpx
-
-        return xpx.nan_to_num(x)
-    except (ImportError, AttributeError):  # older scikit-learn: numpy's, which it then used
-        return np.nan_to_num(x)

@@ -235,10 +235,8 @@ def sklearn_distances_transposed(rows: np.ndarray, float32: bool) -> np.ndarray:
     slice. The diagonal holds the distance scikit-learn computes between two *different*
     copies of a row (0 or rounding noise of order 1e-8), which is what duplicates see.
     """
-    from sklearn.utils.extmath import row_norms
-
     V = np.ascontiguousarray(rows, dtype=np.float64)
-    norms = row_norms(V, squared=True)
+    norms = np.einsum("ij,ij->i", V, V)  # sklearn.utils.extmath.row_norms(V, squared=True)
     n = V.shape[0]
     out = np.empty((n, n), dtype=np.float64)
     for start in range(0, n, _BLOCK_ROWS):

@@ -91,19 +91,19 @@ def run_grid(data: Path, out: Path, cache_flags, datasets):
         sweep_csv = out / f"{name}_sweep.csv"
         s, rss, _ = timed("cluster_sweep.py", "--cluster_npy", npy, "--sweep_csv", sweep_csv, "--quiet", *cache_flags)
         total, peak = total + s, max(peak, rss)
-        times.append((s, f"{name} sweep"))
+        times.append((s, f"{name} sweep", "sweep"))
         with open(out / f"{name}_sweep_decision.json", encoding="utf-8") as f:
             chosen = json.load(f)["chosen_k"]
         for algorithm, script in (("ag", "cluster_ag.py"), ("spectral", "cluster_spectral.py")):
-            for k in sorted({2, chosen, u}):
+            for i, k in enumerate(sorted({2, chosen, u})):
                 ids = out / f"{name}_{algorithm}_{k}.csv"
                 s, rss, stdout = timed(script, "--cluster_npy", npy, "--n_clusters", k, "--label_csv", ids,
                                        "--png_plot", out / f"{name}_{algorithm}_{k}.png", "--quiet", *cache_flags)
                 silhouettes[(name, algorithm, k)] = stdout.strip().splitlines()[-1]
                 s2, rss2, _ = timed("composite_label_stats.py", "--label_csv", ids, "--top_label_scores_csv", scores, "--quiet")
                 total, peak = total + s + s2, max(peak, rss, rss2)
-                times.append((s, f"{name} {algorithm} k={k}"))
-                times.append((s2, f"{name} composite stats {algorithm} k={k}"))
+                times.append((s, f"{name} {algorithm} k={k}", f"{algorithm} {'first' if i == 0 else 'other k'}"))
+                times.append((s2, f"{name} composite stats {algorithm} k={k}", "composite stats"))
     return total, peak, times, silhouettes
 
 
@@ -127,8 +127,15 @@ def main():
             flags = ["--no_cache"] if mode == "disabled" else ["--cache_dir", cache]
             total, peak, times, sil = run_grid(tmp / "data", tmp / mode, flags, datasets)
             results[mode] = (total, peak, sil)
-            slowest = ", ".join(f"{label} {s:.1f} s" for s, label in sorted(times, reverse=True)[:4])
+            slowest = ", ".join(f"{label} {s:.1f} s" for s, label, _ in sorted(times, reverse=True)[:4])
             print(f"{mode:>8} grid: {total:7.1f} s for {len(times)} commands; peak RSS {peak / 2**30:.2f} GiB; slowest: {slowest}")
+            kinds = {}
+            for s, _, kind in times:
+                kinds.setdefault(kind, []).append(s)
+            # Where the time goes: the first clustering of each input computes what does not
+            # depend on k (t-SNE layout, spectral embedding); the sweep builds the Ward tree.
+            print("          by command: " + ", ".join(f"{kind} {sum(v):.1f} s ({len(v)})" for kind, v in kinds.items()),
+                  flush=True)
         if "warm" in modes or "cold" in modes:
             name, n, u = datasets[-1]
             new_k = max(3, min(u - 1, 100))

@@ -193,19 +193,22 @@ def test_unwritable_cache_is_a_note_not_a_failure(tmp_path, rows_npy):
 def test_distinct_row_silhouette_is_bitwise_sklearns():
     import sklearn
 
+    from auditoryhum.silhouette import silhouette_samples, silhouette_score_distinct
+
     X = label_rows(4200, 150, dim=16, seed=5)
     Z = cl.ward_tree(X)
     for k in (2, 9, 149, 150):
         labels = cl.ward_labels(Z, k)
         # A small working memory makes scikit-learn chunk the rows, as it does at N = 14,400.
+        fast = silhouette_score_distinct(X, labels, working_memory_mib=4)
+        assert fast is not None
         with sklearn.config_context(working_memory=4):
-            fast = cl._silhouette_distinct(X, labels)
-            assert fast is not None
             assert fast == silhouette_score(X, labels), k
-            assert cl.silhouette(X, labels) == fast
-    # Above the distinct count identical rows are split: scikit-learn itself is called.
-    with sklearn.config_context(working_memory=4):
-        assert cl._silhouette_distinct(X, cl.ward_labels(Z, 151)) is None
-    # One chunk (the default at this size): scikit-learn's symmetric shortcut; not this path.
-    assert cl._silhouette_distinct(X, cl.ward_labels(Z, 9)) is None
-    assert cl._silhouette_distinct(X.astype(np.float64), cl.ward_labels(Z, 9)) is None
+        assert fast == float(np.mean(silhouette_samples(X, labels, working_memory_mib=4))), k
+        # At the default working memory this is one chunk, scikit-learn's symmetric route.
+        assert cl.silhouette(X, labels) == silhouette_score(X, labels), k
+    # Above the distinct count identical rows are split: the plain route is taken.
+    assert silhouette_score_distinct(X, cl.ward_labels(Z, 151), working_memory_mib=4) is None
+    # One chunk (the default at this size): the symmetric shortcut; not this route.
+    assert silhouette_score_distinct(X, cl.ward_labels(Z, 9)) is None
+    assert silhouette_score_distinct(X.astype(np.float64), cl.ward_labels(Z, 9), working_memory_mib=4) is None
