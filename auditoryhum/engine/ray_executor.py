@@ -41,6 +41,17 @@ INSTALL_HINT = 'the Ray engine needs Ray: pip install "auditoryhum[ray]"'
 MAX_BATCH_RETRIES = 3
 # Seconds a check task on a worker (can it open the first clip?) may take.
 CHECK_TIMEOUT_S = 120.0
+# The pending tasks go into Ray's object store in chunks of about this many rows (whole
+# batches; a power of two of batches, so that a block never straddles two chunks).
+CHUNK_ROWS = 256
+# Blocks (read tasks) of a stream when there are enough batches: as many as the old
+# one-block-per-batch layout gave small runs, bounded so that a long run's block holds at most
+# one chunk. A block is the unit an actor takes and the unit whose results come back together.
+MAX_BLOCKS = 200
+# CPUs a read task holds: it only unpacks a chunk, and must fit beside the actors (see the
+# module docstring on resources).
+READ_CPUS = 0.1
+MAX_READ_CONCURRENCY = 4
 
 
 def import_ray():
@@ -70,23 +81,138 @@ class _RayStep:
         set_quiet(not verbose)  # notes from model loading would repeat once per actor
         self.worker = WorkerStep(pickle.loads(spec_bytes))
 
-    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+    def __call__(self, block: Dict[str, Any]) -> Dict[str, Any]:
+        """Run one block: the engine's batches it holds (rows tagged with their batch number,
+        consecutive), each through the step exactly as the local engine would run it."""
         import numpy as np
 
-        tasks = [Task(int(i), p if p else None, pickle.loads(b))
-                 for i, p, b in zip(batch["index"], batch["path"], batch["payload"])]
-        try:
-            outcomes = self.worker(tasks)
-        except UserError as exc:
+        numbers, indices, paths, payloads = block["batch"], block["index"], block["path"], block["payload"]
+        outcomes: List[Outcome] = []
+        failure = None
+        start, n = 0, len(numbers)
+        while start < n:
+            stop = start + 1
+            while stop < n and numbers[stop] == numbers[start]:
+                stop += 1
+            tasks = [Task(int(indices[k]), paths[k] if paths[k] else None, pickle.loads(payloads[k]))
+                     for k in range(start, stop)]
+            try:
+                outcomes.extend(self.worker(tasks))
+            except UserError as exc:
+                failure = str(exc)  # the batches before it stay answered
+                break
+            start = stop
+        rows = [(o.index, pickle.dumps(o.value), "" if o.error is None else "\x00" + o.error, o.digest or "")
+                for o in outcomes]
+        if failure is not None:
             # Plain data crosses back intact; Ray would wrap the exception type.
-            return {"index": np.array([-1], dtype=np.int64), "value": np.array([b""], dtype=object),
-                    "error": np.array([str(exc)], dtype=object), "digest": np.array([""], dtype=object)}
+            rows.append((-1, b"", failure, ""))
         return {
-            "index": np.array([o.index for o in outcomes], dtype=np.int64),
-            "value": np.array([pickle.dumps(o.value) for o in outcomes], dtype=object),
-            "error": np.array(["" if o.error is None else "\x00" + o.error for o in outcomes], dtype=object),
-            "digest": np.array([o.digest or "" for o in outcomes], dtype=object),
+            "index": np.array([r[0] for r in rows], dtype=np.int64),
+            "value": np.array([r[1] for r in rows], dtype=object),
+            "error": np.array([r[2] for r in rows], dtype=object),
+            "digest": np.array([r[3] for r in rows], dtype=object),
         }
+
+
+class _PendingTasks:
+    """The pending tasks of one run as a Ray Data source, fed from the engine's batch iterator.
+
+    Why the object store: the driver reads the engine's batches once, packs each chunk of
+    :data:`CHUNK_ROWS` rows into an Arrow table and puts it into Ray's object store, keeping
+    only its reference; the read tasks carry a reference and a row range, and unpack their
+    block on whatever node runs them. So the driver never holds the run's tasks (one chunk at
+    a time, a reference per chunk and a read task per block), and on a multi-node cluster the
+    tasks travel by Ray's own object transfer (spilled to disk if the store fills), needing
+    nothing beyond what the actors need already: no second shared folder the driver must be
+    able to write and every node to read (a temporary task file would), no feeder process to
+    keep alive. Ray Data builds its read tasks once, at the start of execution, so read tasks
+    that produce their tasks on the driver lazily are not possible with its Datasource API.
+
+    Each block is whole engine batches (rows tagged with their batch number), so an actor runs
+    exactly the local engine's batches and the output is byte-identical.
+    """
+
+    def __init__(self, ray, batches: Iterable[Sequence[Task]], batch_size: int):
+        import pyarrow as pa
+
+        self.batch_size = batch_size
+        per_chunk = 1
+        while per_chunk * 2 * batch_size <= CHUNK_ROWS:
+            per_chunk *= 2
+        self.per_chunk = per_chunk
+        self.chunks = []  # (object ref, rows) per chunk of per_chunk batches
+        self.schema = None
+        self.nbytes = 0
+        self.n_batches = 0
+        columns = ([], [], [], [])
+
+        def put():
+            table = pa.table({"batch": pa.array(columns[0], pa.int64()), "index": pa.array(columns[1], pa.int64()),
+                              "path": pa.array(columns[2], pa.string()), "payload": pa.array(columns[3], pa.binary())})
+            self.schema = table.schema
+            self.nbytes += table.nbytes
+            self.chunks.append((ray.put(table), table.num_rows))
+            for column in columns:
+                column.clear()
+
+        for batch in batches:
+            for t in batch:
+                columns[0].append(self.n_batches)
+                columns[1].append(t.index)
+                columns[2].append(t.path or "")
+                columns[3].append(pickle.dumps(t.payload))
+            self.n_batches += 1
+            if self.n_batches % per_chunk == 0:
+                put()
+        if columns[0]:
+            put()
+        # Batches per block: one while that gives at most MAX_BLOCKS blocks, never more than a chunk.
+        per_block = 1
+        while per_block < per_chunk and -(-self.n_batches // per_block) > MAX_BLOCKS:
+            per_block *= 2
+        self.per_block = per_block
+        self.num_blocks = -(-self.n_batches // per_block)
+
+    def datasource(self):
+        """A :class:`ray.data.Datasource` over the chunks (the class is made here: ray.data is
+        imported only when a run uses Ray)."""
+        import functools
+
+        from ray.data.block import BlockMetadata
+        from ray.data.datasource import Datasource, ReadTask
+
+        chunks, per_chunk, per_block, size = self.chunks, self.per_chunk, self.per_block, self.batch_size
+        n_batches, schema, nbytes = self.n_batches, self.schema, self.nbytes
+        row_bytes = nbytes // max(1, sum(rows for _, rows in chunks))
+
+        class PendingTasksDatasource(Datasource):
+            def get_name(self) -> str:
+                return "PendingTasks"
+
+            def estimate_inmemory_data_size(self) -> Optional[int]:
+                return nbytes
+
+            def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+                # Always the same blocks, whatever parallelism Ray asks for: the stream asks
+                # for exactly this many (override_num_blocks), so no block is split further.
+                tasks = []
+                for first in range(0, n_batches, per_block):
+                    ref, rows = chunks[first // per_chunk]
+                    offset = (first % per_chunk) * size
+                    length = min(per_block * size, rows - offset)
+                    meta = BlockMetadata(num_rows=length, size_bytes=row_bytes * length, input_files=None, exec_stats=None)
+                    tasks.append(ReadTask(functools.partial(_read_rows, ref, offset, length), meta, schema=schema))
+                return tasks
+
+        return PendingTasksDatasource()
+
+
+def _read_rows(ref, offset: int, length: int):
+    """A read task's work, on a worker: its rows of one chunk, as one block."""
+    import ray
+
+    return [ray.get(ref).slice(offset, length)]
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -315,52 +441,65 @@ class RayExecutor(Executor):
 
 
 class _RayStream(BatchStream):
+    """The Ray Data job of one run: the engine's batches in, finished outcomes out."""
+
     def __init__(self, executor: RayExecutor, spec: StepSpec, batches: Iterable[Sequence[Task]]):
         self.executor, self.spec = executor, spec
-        batches = [list(b) for b in batches]
-        # The engine's batches have its batch size (the last one may be shorter): actors get the same.
-        self.batch_size = max((len(b) for b in batches), default=1)
-        self.tasks = [t for b in batches for t in b]
+        self.batches = iter(batches)  # read once, in _start, chunk by chunk (never held whole)
         self.iterator: Optional[Iterator[Dict[str, Any]]] = None
+        self.failure: Optional[UserError] = None
         self.closed = False
 
-    def _start(self, batch_size: int) -> None:
+    def _start(self) -> bool:
+        import itertools
+
+        first = next(self.batches, None)
+        if first is None:
+            return False
+        first = list(first)
+        # The engine's batches have its batch size (the last one may be shorter).
+        batch_size = len(first)
         ex = self.executor
         ray = ex.connect()
         plan = ex._plan(ray)
-        first = next((t.path for t in self.tasks if t.path is not None), None)
-        if first is not None:
-            ex._check_worker_can_read(ray, first)
+        path = next((t.path for t in first if t.path is not None), None)
+        if path is not None:
+            ex._check_worker_can_read(ray, path)
         note(ex.resources)
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the engine's bar is the only one
         ctx.print_on_execution_start = False
-        items = [{"index": t.index, "path": t.path or "", "payload": pickle.dumps(t.payload)} for t in self.tasks]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 200)))
-        del items
-        self.tasks = []  # in the object store now: the driver keeps no second copy
+        pending = _PendingTasks(ray, itertools.chain([first], self.batches), batch_size)
+        self.batches = iter(())
+        # A few read tasks at a time: each only slices a chunk, and every concurrent one is a
+        # worker process of its own (Ray warns when fractional CPUs start many).
+        ds = ray.data.read_datasource(pending.datasource(), override_num_blocks=pending.num_blocks, num_cpus=READ_CPUS,
+                                      concurrency=min(ex.actors, MAX_READ_CONCURRENCY))
         with warnings.catch_warnings():
             # Ray 2.60 deprecates passing actor options as extra keywords but has no named
             # parameter for these two yet (its own defaults retry without bound).
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = ds.map_batches(
-                _bound_step_class(ray.cloudpickle.dumps(self.spec), ex.verbose), batch_size=batch_size,
+                # batch_size=None: an actor gets whole blocks and runs the engine's batches in them itself.
+                _bound_step_class(ray.cloudpickle.dumps(self.spec), ex.verbose), batch_size=None,
                 compute=ray.data.ActorPoolStrategy(size=ex.actors), num_cpus=plan["cpus"], num_gpus=plan["gpus"],
                 batch_format="numpy", zero_copy_batch=True,
                 max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
             )
         self.iterator = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+        return True
 
     def __next__(self) -> List[Outcome]:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
         if self.closed:
             raise StopIteration
-        if self.iterator is None:
-            if not self.tasks:
-                self.close()
-                raise StopIteration
-            self._start(self.batch_size)
+        if self.iterator is None and not self._start():
+            self.close()
+            raise StopIteration
         try:
             batch = next(self.iterator)
         except StopIteration:
@@ -372,9 +511,12 @@ class _RayStream(BatchStream):
             raise _as_user_error(exc) from None
         outcomes = []
         for i, value, error, digest in zip(batch["index"], batch["value"], batch["error"], batch["digest"]):
-            if int(i) < 0:  # a run-ending error in a step
-                raise UserError(str(error))
+            if int(i) < 0:  # a run-ending error in a step; the batches answered before it count
+                self.failure = UserError(str(error))
+                break
             outcomes.append(Outcome(int(i), pickle.loads(value), str(error)[1:] if error else None, digest or None))
+        if self.failure is not None and not outcomes:
+            return self.__next__()
         return outcomes
 
     def close(self) -> None:
