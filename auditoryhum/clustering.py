@@ -19,7 +19,6 @@ Degenerate input
     said in one warning, for every algorithm and the sweep alike (:func:`all_identical`).
 """
 
-import heapq
 import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -32,6 +31,7 @@ from auditoryhum.recipe import HDBSCAN_PARAMS, KMEANS_PARAMS, SEED, SPECTRAL_EMB
 #: Cluster id written for a row without a label (an all-NaN row: a clip whose kept label is
 #: empty). Never a real cluster, never noise (HDBSCAN's -1).
 from auditoryhum.io.artefacts import NO_LABEL_CLUSTER  # noqa: E402  (the cluster-id format's reserved id)
+from auditoryhum.ward import ward_labels, ward_tree  # noqa: E402,F401  (re-exported)
 
 ALGORITHM_NAMES = {
     "kmeans": "k-means",
@@ -257,54 +257,6 @@ def tsne_2d(X: np.ndarray, notes: Optional[List[str]] = None, cache=None) -> np.
     return cache.get_or_compute("tsne", _digest(X), params, compute)
 
 
-def ward_tree(X: np.ndarray, cache=None) -> np.ndarray:
-    """scipy's Ward linkage matrix of the rows: the tree ``AgglomerativeClustering(linkage="ward")`` builds.
-
-    Distances are computed on the distinct rows and expanded (bit-identical to ``pdist(X)``;
-    see :func:`auditoryhum.sweep.ward_linkage`). ``cache`` keeps the tree per input.
-    """
-    def compute():
-        from auditoryhum.sweep import distinct_rows, ward_linkage
-
-        distinct, inverse, _ = distinct_rows(X)
-        return ward_linkage(X, distinct, inverse)
-
-    if cache is None:
-        return compute()
-    return cache.get_or_compute("ward-tree", _digest(X), {"method": "ward", "metric": "euclidean"}, compute)
-
-
-def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:
-    """The labels ``AgglomerativeClustering(n_clusters=k, linkage="ward")`` gives for the tree ``Z``.
-
-    The cut undoes the last ``k - 1`` merges and numbers the clusters as scikit-learn does:
-    the order of the final heap of cluster roots (largest node id first out).
-    """
-    children = Z[:, :2].astype(np.intp)
-    n = children.shape[0] + 1
-    nodes = [-(int(max(children[-1])) + 1)]
-    for _ in range(k - 1):
-        these = children[-nodes[0] - n]
-        heapq.heappush(nodes, -int(these[0]))
-        heapq.heappushpop(nodes, -int(these[1]))
-    # Leaves of every node as a contiguous range of a depth-first order (iterative, no recursion).
-    size = np.ones(2 * n - 1, dtype=np.intp)
-    for j in range(n - 1):
-        size[n + j] = size[children[j, 0]] + size[children[j, 1]]
-    start = np.zeros(2 * n - 1, dtype=np.intp)
-    for j in range(n - 2, -1, -1):
-        a, b = children[j]
-        start[a] = start[n + j]
-        start[b] = start[n + j] + size[a]
-    order = np.empty(n, dtype=np.intp)
-    order[start[:n]] = np.arange(n)
-    labels = np.zeros(n, dtype=np.int64)
-    for i, node in enumerate(nodes):
-        node = -node
-        labels[order[start[node]: start[node] + size[node]]] = i
-    return labels
-
-
 # ---------------------------------------------------------------------------------------
 # the algorithms
 
@@ -397,7 +349,7 @@ def hdbscan(X: np.ndarray, min_cluster_size: int, cache=None) -> ClusterResult:
     labels = _run_quietly(lambda: model.fit_predict(X), notes).astype(np.int64)
     result = ClusterResult("hdbscan", labels, X, None, notes)
     if result.n_clusters == 0:
-        from auditoryhum.stages._base import MentionError, mention
+        from auditoryhum.errors import MentionError, mention
 
         raise MentionError(
             f"HDBSCAN labelled all {X.shape[0]} points as noise (min_cluster_size={min_cluster_size}); "

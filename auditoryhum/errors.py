@@ -6,6 +6,7 @@ non-zero; it never shows a traceback for one. Library code raises it with a mess
 names the file and, where there is one, the fix.
 """
 
+import contextlib
 import re
 
 
@@ -62,3 +63,18 @@ class MentionError(ParameterError):
     def with_flags(self, flag_of) -> str:
         """The message with every named parameter shown as ``flag_of(param)``."""
         return _MENTION.sub(lambda m: flag_of(m.group(1)), self.text)
+
+
+@contextlib.contextmanager
+def as_parameter(param: str):
+    """Turn a ``UserError`` whose message begins with ``param`` (a lower layer was given the
+    parameter's name to cite) into a :class:`MentionError`, so the command line shows its flag."""
+    try:
+        yield
+    except ParameterError:
+        raise
+    except UserError as exc:
+        text = str(exc)
+        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
+            raise MentionError(mention(param) + text[len(param):]) from None
+        raise

@@ -38,7 +38,7 @@ from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.io.atomic import atomic_write, describe_os_error, remove_stale_partials
 from auditoryhum.io.audio import AudioDecodeError, check_readable, read_audio
 from auditoryhum.console import progress
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 
 # ffmpeg sample-format names (the published `bits` values) -> libsndfile PCM subtype; the keys
 # are auditoryhum.defaults.BITS_CHOICES (a test keeps the two equal).

@@ -43,8 +43,9 @@ import numpy as np
 
 from auditoryhum import recipe
 from auditoryhum.clustering import KMEANS_PARAMS, SEED, all_identical, identical_warning, spectral_embedding, validate_rows
+from auditoryhum.ward import distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
 from auditoryhum.errors import ParameterError, UserError
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 
 #: Provisional default of the granularity penalty lambda in ``adjusted(k) = silhouette(k) - lambda * k``.
 #: The paper ties lambda to AIC; its exact formula is not published.
@@ -213,19 +214,6 @@ def _gib(nbytes: float) -> str:
 # distances and distinct rows
 
 
-def distinct_rows(X: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct rows of ``X``, the index of each row's distinct row, and each one's count.
-
-    ``-0.0`` and ``0.0`` count as the same value (they are at distance 0).
-    """
-    clean = np.ascontiguousarray(X + X.dtype.type(0))
-    # Rows compared as raw bytes (one memcmp per comparison): equal bytes = equal values here,
-    # since there is no NaN and -0.0 is gone.
-    as_bytes = clean.view(np.dtype((np.void, clean.dtype.itemsize * clean.shape[1]))).reshape(-1)
-    _, first, inverse, counts = np.unique(as_bytes, return_index=True, return_inverse=True, return_counts=True)
-    return clean[first], inverse.reshape(-1).astype(np.intp), counts.astype(np.int64)
-
-
 def sklearn_distances_transposed(rows: np.ndarray, float32: bool) -> np.ndarray:
     """Euclidean distances between ``rows`` computed as scikit-learn's silhouette computes them.
 
@@ -280,55 +268,6 @@ def _cluster_means(sums, counts, dt):
 
 # ---------------------------------------------------------------------------------------
 # the Ward tree
-
-
-def ward_linkage(X: np.ndarray, distinct: Optional[np.ndarray] = None, inverse: Optional[np.ndarray] = None) -> np.ndarray:
-    """scipy's Ward linkage matrix of the rows of ``X``: the tree scikit-learn builds.
-
-    scikit-learn's ``AgglomerativeClustering(linkage="ward")`` calls
-    ``scipy.cluster.hierarchy.ward(X)``, i.e. ``linkage(pdist(X), "ward")``. With duplicate
-    rows, ``pdist`` is evaluated on the ``distinct`` rows only and expanded through
-    ``inverse``: pdist's value for a pair depends only on the two rows, so the expanded
-    condensed matrix is bit-identical to ``pdist(X)`` (the tests check this).
-    """
-    from scipy.cluster.hierarchy import linkage
-    from scipy.spatial.distance import pdist, squareform
-
-    n = X.shape[0]
-    if distinct is None or distinct.shape[0] == n:
-        condensed = pdist(X, metric="euclidean")
-    else:
-        square = squareform(pdist(distinct, metric="euclidean"))
-        condensed = np.empty(n * (n - 1) // 2, dtype=np.float64)
-        pos = 0
-        for i in range(n - 1):
-            m = n - 1 - i
-            np.take(square[inverse[i]], inverse[i + 1 :], out=condensed[pos : pos + m])
-            pos += m
-        del square
-    Z = linkage(condensed, method="ward")
-    del condensed
-    return Z
-
-
-def ward_cut(Z: np.ndarray, k: int) -> np.ndarray:
-    """Cluster of every row when the tree ``Z`` is cut into ``k`` clusters, as scikit-learn
-    cuts it (undo the last ``k - 1`` merges). Labels are numbered by first appearance."""
-    n = Z.shape[0] + 1
-    parent = np.arange(2 * n - 1)
-    children = Z[: n - k, :2].astype(np.intp)
-    for t, (a, b) in enumerate(children):
-        parent[a] = n + t
-        parent[b] = n + t
-    # Pointer doubling up to the cut (the nodes created by the first n - k merges).
-    while True:
-        up = parent[parent]
-        if np.array_equal(up, parent):
-            break
-        parent = up
-    _, labels = np.unique(parent[:n], return_inverse=True)
-    first = {}
-    return np.array([first.setdefault(x, len(first)) for x in labels.tolist()], dtype=np.int64)
 
 
 @dataclass
@@ -495,8 +434,6 @@ def sweep_ward(
             )
 
     if cache is not None:
-        from auditoryhum.clustering import ward_tree
-
         Z = ward_tree(X, cache)
     else:
         Z = ward_linkage(X, distinct, inverse)

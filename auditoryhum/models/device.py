@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from auditoryhum.errors import ParameterError
-from auditoryhum.stages._base import MentionError, mention
+from auditoryhum.errors import MentionError, mention
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")

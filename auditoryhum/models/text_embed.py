@@ -15,7 +15,7 @@ import numpy as np
 from auditoryhum.console import note
 from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE, ST_BATCH_SIZE
 from auditoryhum.errors import ParameterError, UserError
-from auditoryhum.stages._base import MentionError, as_parameter, mention
+from auditoryhum.errors import MentionError, as_parameter, mention
 
 
 def unique_texts(texts: Sequence[str]) -> Tuple[List[str], np.ndarray]:

@@ -52,7 +52,7 @@ def expand_clips(filedir, param: str = "filedir"):
 
 
 # One definition, in the light errors module (io/ uses them too); re-exported here.
-from auditoryhum.errors import _MENTION, MentionError, mention  # noqa: E402,F401
+from auditoryhum.errors import _MENTION, MentionError, as_parameter, mention  # noqa: E402,F401
 
 
 def _as_mention_error(exc: Exception) -> Optional["MentionError"]:
@@ -87,19 +87,4 @@ def guarded(holder: str, inputs: Dict[str, object], outputs: Dict[str, Optional[
             raise converted from None
 
 
-@contextlib.contextmanager
-def as_parameter(param: str):
-    """Turn a ``UserError`` whose message begins with ``param`` (a lower layer was given the
-    parameter's name to cite) into a :class:`MentionError`, so the command line shows its flag."""
-    from auditoryhum.errors import UserError
-
-    try:
-        yield
-    except ParameterError:
-        raise
-    except UserError as exc:
-        text = str(exc)
-        if text.startswith(param) and text[len(param):len(param) + 1] in (" ", ":"):
-            raise MentionError(mention(param) + text[len(param):]) from None
-        raise
 
