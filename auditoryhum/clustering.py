@@ -137,6 +137,21 @@ def split_missing(X: np.ndarray, source: str = "the data") -> Tuple[np.ndarray, 
     return X[~missing], ~missing
 
 
+def load_rows(cluster_npy: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a clustering input: ``(all rows, the rows with a label as floats, their mask)``.
+
+    All-NaN rows are the clips without a label (:func:`split_missing`); integer rows become
+    float64. Bad files give one line naming ``cluster_npy``.
+    """
+    from auditoryhum.io.artefacts import load_matrix
+
+    raw = load_matrix(cluster_npy, require_finite=False)
+    X, mask = split_missing(raw, cluster_npy)
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)
+    return raw, X, mask
+
+
 def missing_note(n_missing: int, n_rows: int) -> str:
     """The one note about rows without a label."""
     return (f"{n_missing} of {n_rows} rows are NaN (clips without a label): left out of clustering and the "

@@ -36,6 +36,34 @@ class StageResult:
         return not self.failures
 
 
+@dataclass
+class NotedResult(StageResult):
+    """A :class:`StageResult` that keeps what its stage said on stderr.
+
+    Attributes
+    ----------
+    notes, warnings : list of str
+        The ``note:`` and ``warning:`` lines, in order.
+    """
+
+    notes: List[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+    def say_note(self, message: str) -> None:
+        """Print ``note: message`` (unless quiet) and keep it."""
+        from auditoryhum.console import note
+
+        self.notes.append(message)
+        note(message)
+
+    def say_warning(self, message: str) -> None:
+        """Print ``warning: message`` and keep it."""
+        from auditoryhum.console import warn
+
+        self.warnings.append(message)
+        warn(message)
+
+
 def expand_clips(filedir, param: str = "filedir"):
     """The clips of a stage: a glob (expanded, sorted) or an explicit sequence of paths (kept in order).
 

@@ -6,14 +6,14 @@ Top level is light: numpy and scikit-learn are imported inside :func:`cluster`.
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from auditoryhum.stages._base import StageResult
+from auditoryhum.stages._base import NotedResult
 
 #: The clustering algorithms by short name (``auditoryhum.clustering.ALGORITHM_NAMES``).
 ALGORITHMS = ("kmeans", "ag", "spectral", "spec_ag", "hdbscan")
 
 
 @dataclass
-class ClusterStageResult(StageResult):
+class ClusterStageResult(NotedResult):
     """What :func:`cluster` wrote and found.
 
     Attributes
@@ -42,8 +42,6 @@ class ClusterStageResult(StageResult):
     n_no_label: int = 0
     n_rows: int = 0
     labels: List[int] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
 
 
 def cluster(cluster_npy: str, label_csv: str, png_plot: Optional[str] = None, *, algorithm: str = "ag",
@@ -95,10 +93,9 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
     import numpy as np
 
     from auditoryhum import clustering as cl
-    from auditoryhum.console import note, warn
     from auditoryhum.errors import ParameterError
     from auditoryhum.io.array_cache import open_cache
-    from auditoryhum.io.artefacts import load_matrix, write_cluster_ids
+    from auditoryhum.io.artefacts import write_cluster_ids
     from auditoryhum.plots import cluster_plot_title, save_cluster_scatter
 
     if algorithm == "hdbscan":
@@ -108,18 +105,8 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
         raise ParameterError("n_clusters", f"is required for {cl.ALGORITHM_NAMES[algorithm]}")
     result = ClusterStageResult(algorithm=algorithm)
 
-    def say_note(message):
-        result.notes.append(message)
-        note(message)
-
-    def say_warning(message):
-        result.warnings.append(message)
-        warn(message)
-
-    raw = load_matrix(cluster_npy, require_finite=False)
-    X, mask = cl.split_missing(raw, cluster_npy)
-    if X.dtype.kind != "f":
-        X = X.astype(np.float64)
+    say_note, say_warning = result.say_note, result.say_warning
+    raw, X, mask = cl.load_rows(cluster_npy)
     n_missing = int(np.count_nonzero(~mask))
     if n_missing:
         say_note(cl.missing_note(n_missing, raw.shape[0]))

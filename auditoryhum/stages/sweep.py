@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
 from auditoryhum import recipe
-from auditoryhum.stages._base import MentionError, StageResult, mention
+from auditoryhum.stages._base import MentionError, NotedResult, mention
 
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 #: Share of MemAvailable the sweep plans to use (``memory_budget="auto"``): the rest is
@@ -17,7 +17,7 @@ MEMORY_SHARE = 0.85
 
 
 @dataclass
-class SweepStageResult(StageResult):
+class SweepStageResult(NotedResult):
     """What :func:`sweep` wrote and decided.
 
     Attributes
@@ -56,8 +56,6 @@ class SweepStageResult(StageResult):
     k_max: int = 0
     n_no_label: int = 0
     decision: dict = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)
 
 
 def available_memory_bytes() -> Optional[int]:
@@ -142,26 +140,16 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
 
     from auditoryhum import clustering as cl
     from auditoryhum import sweep as sw
-    from auditoryhum.console import note, progress, warn
+    from auditoryhum.console import progress
     from auditoryhum.errors import ParameterError, UserError
     from auditoryhum.io.array_cache import open_cache
-    from auditoryhum.io.artefacts import load_matrix, write_cluster_ids, write_sweep_csv
+    from auditoryhum.io.artefacts import write_cluster_ids, write_sweep_csv
     from auditoryhum.plots import save_sweep_plot
 
     result = SweepStageResult(algorithm=algorithm, penalty=penalty)
 
-    def say_note(message):
-        result.notes.append(message)
-        note(message)
-
-    def say_warning(message):
-        result.warnings.append(message)
-        warn(message)
-
-    raw = load_matrix(cluster_npy, require_finite=False)
-    X, mask = cl.split_missing(raw, cluster_npy)
-    if X.dtype.kind != "f":
-        X = X.astype(np.float64)
+    say_note, say_warning = result.say_note, result.say_warning
+    raw, X, mask = cl.load_rows(cluster_npy)
     n_missing = int(np.count_nonzero(~mask))
     result.n_no_label = n_missing
     if n_missing:
