@@ -2,18 +2,26 @@
 """Benchmark the Ray engine: scaling from 1 to 2 actors, and the driver's memory on a long stream.
 
 1. Scaling. The same embedding job (N ten-second clips, default 200; ``--clips`` for fewer)
-   with a FULL-SIZE randomly initialised AST (``ASTConfig()``: the published checkpoint's
-   sizes, so the same compute as the real one; ``--model clap`` for the CLAP audio tower)
-   through :func:`auditoryhum.models.audio_embed.run_clip_embeddings` with ``engine="ray"`` on
-   a local Ray instance, with 1 and then 2 actors of one CPU each (torch uses one thread per
-   actor). Printed: wall time, clips/s after the first batch (model loading left out), the
+   with a FULL-SIZE randomly initialised audio model (the published checkpoint's sizes, so the
+   same compute as the real one) through
+   :func:`auditoryhum.models.audio_embed.run_clip_embeddings` with ``engine="ray"`` on a local
+   Ray instance, with 1 and then 2 actors of one CPU each (torch uses one thread per actor).
+   ``--model``: ``ast`` (default; ``ASTConfig()``, about 4 s per clip per thread here, so
+   200 clips take about 20 min on 1 actor) or ``clap`` (the CLAP audio tower of
+   ``ClapConfig()``, unfused: about 0.35 s per clip per thread here, so 200 clips on 1 and
+   then 2 actors take about 3 min with start-up). Printed: wall time, clips/s after the first batch (model loading left out), the
    ratio 2 actors / 1 actor (target >= 1.6 on 2 cores), and whether both outputs are
    byte-identical.
-2. Driver memory. ``--items`` (default 200,000) synthetic items streamed through a trivial
-   step (one actor) by :func:`auditoryhum.engine.run_resumable`, journal and all; the
-   driver's resident memory is sampled every 0.1 s. Target: flat, under 1 GiB.
+2. Driver memory. Synthetic items streamed through a trivial step (one actor) by
+   :func:`auditoryhum.engine.run_resumable`, journal and all, at two lengths: ``--items``
+   (default 200,000) and a tenth of it, each in a fresh process, on the local engine and on
+   Ray. Printed per run: peak resident memory (VmHWM) and peak private heap (RssAnon); then
+   the growth per 100,000 items. The local engine's growth is the floor (the engine's own
+   per-item records: the items, their values, what the journal keeps), Ray's beyond it is
+   what the Ray engine adds. Target: flat beyond the floor, under 1 GiB.
 
-Usage: .venv/bin/python benchmarks/bench_scaleout.py [--clips 200] [--items 200000] [--batch_size 4] [--model ast]
+Usage: .venv/bin/python benchmarks/bench_scaleout.py [--clips 200] [--items 200000] [--batch_size 4] [--model {ast,clap}]
+       [--skip {scaling,memory}]
 """
 
 import argparse
@@ -27,30 +35,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-
-
-class _Sampler:
-    """The resident memory of this process, sampled on a thread."""
-
-    def __init__(self, every_s: float = 0.1):
-        import psutil
-
-        self.proc, self.every_s, self.samples = psutil.Process(), every_s, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.stop.is_set():
-            self.samples.append(self.proc.memory_info().rss)
-            time.sleep(self.every_s)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def _first_record_time(journal: Path, stop: threading.Event, seen: dict) -> None:
@@ -119,28 +103,87 @@ class TrivialSpec:
         return TrivialStep()
 
 
-def driver_memory(args, folder: Path) -> None:
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` figure of this process in KiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_child(engine: str, n: int, batch_size: int) -> None:
+    """One measured stream, in a process of its own (so its peak is its own): ``n`` trivial
+    items through ``engine``; prints one JSON line of resident-memory figures in MiB."""
+    import json
+
     from auditoryhum.engine import TEXT, Item, make_executor, run_resumable
 
-    n = args.items
-    items = [Item(f"item {i}", i) for i in range(n)]
-    out = folder / "trivial.txt"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "trivial.txt"
 
-    def write(values, failures):
-        with open(out, "w") as f:
-            f.write("\n".join(values) + "\n")
+        def write(values, failures):
+            with open(out, "w") as f:
+                f.write("\n".join(values) + "\n")
 
-    with _Sampler() as sampler:
-        time.sleep(0.3)
+        executor = make_executor(engine, actors=1)
+        if engine == "ray":
+            executor.connect()  # Ray's own start-up is not the stream's cost: measured before it
+        heap = []  # private (anonymous) resident memory, sampled
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                heap.append(_status_kib("RssAnon"))
+                time.sleep(0.05)
+
+        before = _status_kib("VmRSS"), _status_kib("RssAnon")
+        items = [Item(f"item {i}", i) for i in range(n)]
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         start = time.perf_counter()
-        result = run_resumable(str(out), {"tool": "bench"}, items, TrivialSpec(), write=write, batch_size=1000,
-                               desc="trivial", executor=make_executor("ray", actors=1), codec=TEXT)
+        result = run_resumable(str(out), {"tool": "bench"}, items, TrivialSpec(), write=write, batch_size=batch_size,
+                               desc="trivial", executor=executor, codec=TEXT)
         wall = time.perf_counter() - start
-        time.sleep(0.3)
-    mib = [s / 2**20 for s in sampler.samples]
-    assert result.asked == n and not result.failures
-    print(f"driver memory streaming {n:,} items through a trivial actor: start {mib[0]:.0f} MiB, peak {max(mib):.0f} MiB, "
-          f"end {mib[-1]:.0f} MiB ({n / wall:,.0f} items/s, {wall:.1f} s)", flush=True)
+        stop.set()
+        sampler.join()
+        assert result.asked == n and not result.failures
+        assert out.read_text().splitlines() == [str(i) for i in range(n)]
+    mib = 1 / 1024
+    print(json.dumps({"start": before[0] * mib, "start_heap": before[1] * mib, "peak": _status_kib("VmHWM") * mib,
+                      "peak_heap": max(heap + [_status_kib("RssAnon")]) * mib, "wall": wall}), flush=True)
+
+
+def driver_memory(args, folder: Path) -> None:
+    """Peak driver memory at two stream lengths, on the local engine (the engine's own
+    per-item records: the floor) and on Ray; printed as growth per 100,000 items."""
+    import json
+    import subprocess
+
+    long_n = args.items
+    short_n = max(1, long_n // 10)
+    batch_size = 1000
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    figures = {}
+    for engine in ("local", "ray"):
+        for n in (short_n, long_n):
+            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_memory_child", engine, str(n),
+                                   str(batch_size)], cwd=str(folder), env=env, capture_output=True, text=True)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                raise SystemExit(f"the {engine} memory run of {n:,} items failed:\n{proc.stderr[-3000:]}")
+            figures[engine, n] = fig = json.loads(lines[-1])
+            print(f"driver memory, {engine} engine, {n:,} items (batches of {batch_size}): peak RSS {fig['peak']:.0f} MiB "
+                  f"(start {fig['start']:.0f}), peak private heap {fig['peak_heap']:.0f} MiB (start "
+                  f"{fig['start_heap']:.0f}); {n / fig['wall']:,.0f} items/s", flush=True)
+    per = 100_000 / max(1, long_n - short_n)
+    growth = {e: ((figures[e, long_n]["peak"] - figures[e, short_n]["peak"]) * per,
+                  (figures[e, long_n]["peak_heap"] - figures[e, short_n]["peak_heap"]) * per) for e in ("local", "ray")}
+    print(f"growth per 100,000 items: local engine {growth['local'][0]:.1f} MiB RSS / {growth['local'][1]:.1f} MiB heap "
+          f"(the engine's own per-item records: items, values, journal bookkeeping; the floor); Ray engine "
+          f"{growth['ray'][0]:.1f} MiB RSS / {growth['ray'][1]:.1f} MiB heap; Ray's own share "
+          f"{growth['ray'][0] - growth['local'][0]:.1f} MiB RSS per 100,000 items. Peak at {long_n:,} items: "
+          f"{figures['ray', long_n]['peak']:.0f} MiB (target: under 1 GiB)", flush=True)
 
 
 def main() -> None:
@@ -148,10 +191,17 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--model", choices=("ast", "clap"), default="ast")
+    parser.add_argument("--model", choices=("ast", "clap"), default="ast",
+                        help="full-size random model of the scaling job: ast (about 20 min for 200 clips on 1 actor "
+                             "here) or clap (CLAP audio tower, 200 clips in a few minutes)")
     parser.add_argument("--skip", choices=("scaling", "memory"), default=None)
+    parser.add_argument("--_memory_child", nargs=3, metavar=("ENGINE", "N", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args._memory_child:
+        engine, n, batch = args._memory_child
+        memory_child(engine, int(n), int(batch))
+        return
     import transformers
 
     transformers.utils.logging.disable_progress_bar()

@@ -19,10 +19,19 @@ meets ends the run instead of looping). A retried batch can come back twice: the
 each item once. A run-ending error inside a step (out of memory, a model that cannot load) is
 raised on the driver as the same one-line :class:`~auditoryhum.errors.UserError`.
 
-Resources. Ray Data needs a CPU slot for reading the item list and collecting results beside
-the actors; with every logical CPU held by an actor the stream stalls ("backpressured"). A
-local instance is therefore started with one logical CPU more than the actors hold, and on a
-joined cluster the default CPUs per actor leave one CPU free.
+Streaming. The driver never holds the run's pending tasks as a whole: it reads the engine's
+batches once, chunk by chunk, into Ray's object store, and the read tasks of a small Ray Data
+source (:class:`_PendingTasks`) hand the actors blocks of whole engine batches, so an actor
+runs exactly the batches the local engine would.
+
+Resources. Ray Data needs CPU for its read tasks (:data:`READ_CPUS` each, at most
+:data:`MAX_READ_CONCURRENCY` at once) and for collecting results beside the actors; with
+every logical CPU held by an actor the stream stalls ("backpressured"). A local instance is
+therefore started with one logical CPU more than the actors hold, and on a joined cluster the
+default CPUs per actor leave one CPU free.
+
+A local instance started here ends with its driver, also when the driver is killed (see
+:func:`_watch_own_instance`).
 """
 
 import logging
@@ -488,7 +497,9 @@ class _RayStream(BatchStream):
                 batch_format="numpy", zero_copy_batch=True,
                 max_restarts=-1, max_task_retries=MAX_BATCH_RETRIES,
             )
-        self.iterator = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
+        # prefetch_batches=0: a finished block reaches the journal at once (with prefetching, Ray
+        # Data held each block back until the next one was done too).
+        self.iterator = iter(ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0))
         return True
 
     def __next__(self) -> List[Outcome]:
