@@ -286,29 +286,40 @@ for proc in alive:
 _watchdog = None  # the watchdog of the local instance this process started (kept open until exit)
 
 
-def _watch_own_instance() -> None:
+def _descendants() -> set:
+    """``(pid, start time)`` of every process below this one (empty without psutil)."""
+    try:
+        import psutil
+
+        found = set()
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                found.add((proc.pid, proc.create_time()))
+            except psutil.Error:  # ended meanwhile
+                pass
+        return found
+    except Exception:  # no psutil, or no process table to read: Ray's own fate sharing only
+        return set()
+
+
+def _watch_own_instance(started: set) -> None:
     """Make the local Ray instance this driver just started end with it, even on SIGKILL.
 
     Ray ties its GCS and raylet to the driver (the kernel kills them when it dies) and the
     workers and actors end when their raylet does, but its per-node agents (the dashboard
     agent, the runtime-env agent) do not: after a SIGKILLed driver they stayed up (measured:
     still running 30 s later, parented to init). So the processes this driver started during
-    ``ray.init`` (its descendants now: GCS, raylet, agents, log monitor) are handed to a small
-    watchdog process in a session of its own, which ends them when the driver's pipe to it
-    closes. Processes of a cluster this driver only joined are never its descendants, so
-    never touched.
+    ``ray.init`` (``started``: its descendants that were not there before: GCS, raylet,
+    agents, log monitor) are handed to a small watchdog process in a session of its own, which
+    ends them when the driver's pipe to it closes. Processes of a cluster this driver only
+    joined are never its descendants, so never touched.
     """
     global _watchdog
     import json
     import subprocess
     import sys
 
-    try:
-        import psutil
-
-        targets = [(p.pid, p.create_time()) for p in psutil.Process().children(recursive=True)]
-    except Exception:  # no psutil, or no process table to read: Ray's own fate sharing only
-        return
+    targets = sorted(started)
     if _watchdog is not None and _watchdog.stdin is not None:
         _watchdog.stdin.close()  # an earlier instance of this process, shut down since: let its watchdog go
     _watchdog = None
@@ -402,6 +413,7 @@ class RayExecutor(Executor):
             # Ray retries an unreachable address for minutes, logging as it goes: check first.
             _probe(ray, self.ray_address)
             kwargs["address"] = self.ray_address
+        earlier = _descendants() if self.ray_address is None else set()
         try:
             ray.init(**kwargs)
         except Exception as exc:  # ConnectionError, TimeoutError, ValueError for a bad address, ...
@@ -410,7 +422,7 @@ class RayExecutor(Executor):
             raise UserError(f"cannot reach {where}: {text}; check --ray_address and that the cluster is up "
                             f"(ray start --head on the head node)") from None
         if self.ray_address is None:
-            _watch_own_instance()
+            _watch_own_instance(_descendants() - earlier)
         return ray
 
     def _plan(self, ray) -> Dict[str, float]:
