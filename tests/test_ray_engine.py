@@ -457,6 +457,27 @@ def test_pending_tasks_are_whole_engine_batches_in_bounded_blocks(ray_cluster):
     assert pickle.loads(block.column("payload").to_pylist()[-1])[0] == "/clips/0003000.wav"
 
 
+def test_blocks_are_cut_at_batch_boundaries_whatever_the_batch_sizes(ray_cluster):
+    from collections import Counter
+
+    from auditoryhum.engine.ray_executor import _PendingTasks
+    from auditoryhum.engine.step import Task
+
+    sizes = [1 + k % 5 for k in range(300)]  # batches of 1 to 5 items
+    starts = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+    batches = [[Task(i, None, i) for i in range(starts[k], starts[k + 1])] for k in range(len(sizes))]
+    pending = _PendingTasks(ray, iter(batches), 5)
+    assert pending.per_chunk == 32 and pending.per_block == 2 and pending.num_blocks == 150
+    covered = []
+    for read in pending.datasource().get_read_tasks(1):
+        (block,) = list(read())
+        counts = Counter(block.column("batch").to_pylist())
+        assert counts == {b: sizes[b] for b in counts} and len(counts) == 2  # two whole batches
+        assert block.column("index").to_pylist() == list(range(starts[min(counts)], starts[max(counts) + 1]))
+        covered.extend(sorted(counts))
+    assert covered == list(range(300))
+
+
 def test_the_driver_holds_a_chunk_not_the_stream(ray_cluster):
     """Packing the pending tasks for the object store keeps the driver's Python heap flat: the
     tasks of 20,000 items cost the driver no more than those of 2,000 (a held list would be

@@ -53,12 +53,13 @@ CHECK_TIMEOUT_S = 120.0
 # The pending tasks go into Ray's object store in chunks of about this many rows (whole
 # batches; a power of two of batches, so that a block never straddles two chunks).
 CHUNK_ROWS = 256
-# Blocks (read tasks) of a stream when there are enough batches: as many as the old
-# one-block-per-batch layout gave small runs, bounded so that a long run's block holds at most
-# one chunk. A block is the unit an actor takes and the unit whose results come back together.
+# A block (one read task) is the unit an actor takes, whose results come back to the journal
+# together and which a dead actor's retry redoes. One engine batch per block while that makes
+# at most this many blocks; beyond, blocks of more batches, up to one chunk (a run of 2 million
+# clips in batches of 4: about 7,800 blocks of 256 clips).
 MAX_BLOCKS = 200
-# CPUs a read task holds: it only unpacks a chunk, and must fit beside the actors (see the
-# module docstring on resources).
+# CPUs a read task holds (it only slices a chunk, and must fit beside the actors: see the
+# module docstring on resources), and how many run at once at most.
 READ_CPUS = 0.1
 MAX_READ_CONCURRENCY = 4
 
@@ -143,9 +144,14 @@ class _PendingTasks:
     """
 
     def __init__(self, ray, batches: Iterable[Sequence[Task]], batch_size: int):
+        from array import array
+
         import pyarrow as pa
 
         self.batch_size = batch_size
+        # The first row of every batch (and the end): 8 bytes a batch, so that blocks are cut
+        # at batch boundaries whatever the batches' sizes.
+        self.starts = array("q", [0])
         per_chunk = 1
         while per_chunk * 2 * batch_size <= CHUNK_ROWS:
             per_chunk *= 2
@@ -171,6 +177,7 @@ class _PendingTasks:
                 columns[1].append(t.index)
                 columns[2].append(t.path or "")
                 columns[3].append(pickle.dumps(t.payload))
+            self.starts.append(self.starts[-1] + len(batch))
             self.n_batches += 1
             if self.n_batches % per_chunk == 0:
                 put()
@@ -191,9 +198,9 @@ class _PendingTasks:
         from ray.data.block import BlockMetadata
         from ray.data.datasource import Datasource, ReadTask
 
-        chunks, per_chunk, per_block, size = self.chunks, self.per_chunk, self.per_block, self.batch_size
+        chunks, per_chunk, per_block, starts = self.chunks, self.per_chunk, self.per_block, self.starts
         n_batches, schema, nbytes = self.n_batches, self.schema, self.nbytes
-        row_bytes = nbytes // max(1, sum(rows for _, rows in chunks))
+        row_bytes = nbytes // max(1, starts[-1])
 
         class PendingTasksDatasource(Datasource):
             def get_name(self) -> str:
@@ -207,9 +214,9 @@ class _PendingTasks:
                 # for exactly this many (override_num_blocks), so no block is split further.
                 tasks = []
                 for first in range(0, n_batches, per_block):
-                    ref, rows = chunks[first // per_chunk]
-                    offset = (first % per_chunk) * size
-                    length = min(per_block * size, rows - offset)
+                    ref, _ = chunks[first // per_chunk]
+                    offset = starts[first] - starts[first - first % per_chunk]  # rows of the chunk before it
+                    length = starts[min(first + per_block, n_batches)] - starts[first]
                     meta = BlockMetadata(num_rows=length, size_bytes=row_bytes * length, input_files=None, exec_stats=None)
                     tasks.append(ReadTask(functools.partial(_read_rows, ref, offset, length), meta, schema=schema))
                 return tasks
@@ -257,7 +264,7 @@ def _probe(ray, address: str) -> None:
 # does, however it ends (SIGKILL included). It then ends the processes it was given, each only
 # if it is still the same process (same start time), politely first.
 _WATCHDOG = """
-import json, sys, time
+import json, sys
 import psutil
 targets = json.loads(sys.argv[1])
 while sys.stdin.buffer.read(65536):
@@ -275,7 +282,7 @@ for proc in procs:
         proc.terminate()
     except psutil.Error:
         pass
-gone, alive = psutil.wait_procs(procs, timeout=2)
+_, alive = psutil.wait_procs(procs, timeout=2)
 for proc in alive:
     try:
         proc.kill()
