@@ -45,7 +45,8 @@ def write_clips(folder: Path, n: int, seconds: float = 10.0, sr: int = 16000) ->
         sf.write(str(folder / f"clip_{i:04d}.wav"), y, sr, subtype="PCM_16")
 
 
-def build_models(folder: Path, clap_fused: bool) -> dict:
+def build_models(folder: Path, clap_fused: bool, kinds=("AST", "CLAP")) -> dict:
+    """Full-size randomly initialised AST and/or CLAP folders under ``folder``; ``{kind: folder}``."""
     import warnings
 
     import torch
@@ -56,17 +57,23 @@ def build_models(folder: Path, clap_fused: bool) -> dict:
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
     ast_dir, clap_dir = folder / "ast", folder / "clap"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*mel filter has all zero values.*")  # NumPy filter bank, harmless
-        ASTFeatureExtractor().save_pretrained(ast_dir)
-    ASTForAudioClassification(ASTConfig()).save_pretrained(ast_dir)
+    built = {}
+    if "AST" in kinds:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*mel filter has all zero values.*")  # NumPy filter bank, harmless
+            ASTFeatureExtractor().save_pretrained(ast_dir)
+        ASTForAudioClassification(ASTConfig()).save_pretrained(ast_dir)
+        built["AST"] = str(ast_dir)
+    if "CLAP" not in kinds:
+        return built
     # The audio benchmark never tokenizes; a minimal RoBERTa tokenizer completes the processor.
     tokenizer = RobertaTokenizer(vocab={"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}, merges=[])
     audio_config = dict(enable_fusion=True, fusion_type="aff_2d") if clap_fused else {}
     extractor = ClapFeatureExtractor(truncation="fusion" if clap_fused else "rand_trunc")
     ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(clap_dir)
     ClapModel(ClapConfig(audio_config=audio_config)).save_pretrained(clap_dir)
-    return {"AST": str(ast_dir), "CLAP": str(clap_dir)}
+    built["CLAP"] = str(clap_dir)
+    return built
 
 
 def peak_rss_mb() -> float:

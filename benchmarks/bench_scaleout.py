@@ -54,8 +54,8 @@ def scaling(args, folder: Path) -> None:
     clips = folder / "clips"
     clips.mkdir()
     write_clips(clips, args.clips)
-    models = build_models(folder / "models", clap_fused=False)
     kind = "AST" if args.model == "ast" else "CLAP"
+    models = build_models(folder / "models", clap_fused=False, kinds=(kind,))
     embedder = ASTEmbedder if kind == "AST" else ClapAudioEmbedder
     paths = sorted(str(p) for p in clips.glob("*.wav"))
     rates, outputs = {}, {}
