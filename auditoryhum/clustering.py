@@ -97,7 +97,8 @@ def check_scale(X: np.ndarray, source: str = "the data") -> None:
     dt = np.float32 if X.dtype == np.float32 else np.float64
     with np.errstate(over="ignore", invalid="ignore"):
         big = float(np.max(np.abs(X))) if X.size else 0.0
-        squared = float(np.max(np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64)))) if X.size else 0.0
+        wide = X.astype(np.float64)
+        squared = float(np.max(np.einsum("ij,ij->i", wide, wide))) if X.size else 0.0
     limit = float(np.finfo(dt).max)
     if not np.isfinite(squared) or 4.0 * squared * X.shape[0] > limit:
         raise UserError(
@@ -406,7 +407,7 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
     def compute():
         from auditoryhum.silhouette import silhouette_score
 
-        return np.array([silhouette_score(space, labels)], dtype=np.float64)
+        return np.array([silhouette_score(space, labels, cache=cache)], dtype=np.float64)
 
     if cache is None:
         return float(compute()[0])

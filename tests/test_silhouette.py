@@ -151,3 +151,19 @@ def test_the_cluster_scatter_is_the_plain_matplotlib_figure(tmp_path, k):
     fig.savefig(tmp_path / "plain.png", format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+
+def test_the_distinct_rows_distances_are_cached_per_input_and_give_the_same_bits(tmp_path):
+    from auditoryhum.io.array_cache import ArrayCache
+
+    X, pick = repeated_rows(14400, 300, 8, seed=9)
+    cache = ArrayCache(tmp_path)
+    first = sil.silhouette_score_distinct(X, pick % 17, cache=cache)
+    assert cache.misses == 1 and cache.hits == 0
+    entries = list((tmp_path / "arrays" / "distinct-distances").glob("*.npy"))
+    assert len(entries) == 1
+    for k in (17, 5, 40):  # other clusterings of the same input read the matrix back
+        got = sil.silhouette_score_distinct(X, pick % k, cache=cache)
+        assert got == sk_score(X, pick % k) == sil.silhouette_score_distinct(X, pick % k), k
+    assert first == sk_score(X, pick % 17)
+    assert cache.misses == 1 and cache.hits == 3
