@@ -350,7 +350,10 @@ def _instance_processes(driver_pid, temp_dir):
     for pid, proc in found.items():
         try:
             if proc.status() != psutil.STATUS_ZOMBIE:
-                alive[pid] = " ".join(proc.cmdline())[:80]
+                # The program's own name first: a long install path must not push it out of
+                # the shortened description (CI's checkout lives deeper than this one).
+                cmdline = proc.cmdline() or [proc.name()]
+                alive[pid] = " ".join([os.path.basename(cmdline[0]), *cmdline[1:]])[:120]
         except psutil.NoSuchProcess:
             pass
     return alive
