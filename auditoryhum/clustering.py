@@ -95,11 +95,17 @@ def check_scale(X: np.ndarray, source: str = "the data") -> None:
     silhouette of 0.0 and a "chosen k").
     """
     dt = np.float32 if X.dtype == np.float32 else np.float64
-    with np.errstate(over="ignore", invalid="ignore"):
-        big = float(np.max(np.abs(X))) if X.size else 0.0
-        wide = X.astype(np.float64)
-        squared = float(np.max(np.einsum("ij,ij->i", wide, wide))) if X.size else 0.0
+    if not X.size:
+        return
     limit = float(np.finfo(dt).max)
+    with np.errstate(over="ignore", invalid="ignore"):
+        big = max(float(np.max(X)), -float(np.min(X)))
+        # A squared norm is at most D * big**2: when even that bound is safe (as for any
+        # embedding of moderate scale), the exact norms (a float64 copy of X) are not needed.
+        if np.isfinite(big) and 4.0 * X.shape[1] * big * big * X.shape[0] <= limit:
+            return
+        wide = X.astype(np.float64)
+        squared = float(np.max(np.einsum("ij,ij->i", wide, wide)))
     if not np.isfinite(squared) or 4.0 * squared * X.shape[0] > limit:
         raise UserError(
             f"{source} holds values up to {big:.3g}: squared distances between its rows overflow {np.dtype(dt).name} "
@@ -124,9 +130,15 @@ def split_missing(X: np.ndarray, source: str = "the data") -> Tuple[np.ndarray, 
     X = np.asarray(X)
     if X.ndim != 2 or X.dtype.kind != "f":
         return X, np.ones(X.shape[0] if X.ndim else 0, dtype=bool)
-    finite = np.isfinite(X)
-    missing = np.all(np.isnan(X), axis=1) if X.shape[1] else np.zeros(X.shape[0], dtype=bool)
-    damaged = np.flatnonzero(~np.all(finite, axis=1) & ~missing)
+    finite_rows = np.all(np.isfinite(X), axis=1)
+    if finite_rows.all():
+        return X, finite_rows
+    # Only the rows that are not finite can be missing labels or damage.
+    missing = np.zeros(X.shape[0], dtype=bool)
+    suspect = np.flatnonzero(~finite_rows)
+    if X.shape[1]:
+        missing[suspect] = np.all(np.isnan(X[suspect]), axis=1)
+    damaged = np.flatnonzero(~finite_rows & ~missing)
     if damaged.size:
         shown = ", ".join(str(i + 1) for i in damaged[:10]) + (" ..." if damaged.size > 10 else "")
         raise UserError(

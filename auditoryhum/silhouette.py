@@ -127,14 +127,96 @@ def encode_labels(labels) -> np.ndarray:
     return encoded.reshape(-1).astype(np.intp)
 
 
+#: Elements per call of :func:`_sums_by_cluster` (its index array takes 8 bytes each).
+SUMS_STEP_ELEMENTS = 4 * 2**20
+
+
+def _sums_by_cluster(D: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Each row of ``D`` summed by label: ``np.bincount(labels, weights=row, minlength=n_labels)``
+    for every row, as a float64 array of shape (rows, n_labels).
+
+    A few rows at a time in one ``np.bincount`` over (row, label) pairs: it adds the weights in
+    the order they come, so each (row, label) sum is the same sequence of float64 additions as
+    a bincount of that row alone, the same bits, without a Python step per row (which, beside
+    the plot's thread, would wait for the interpreter lock at every row).
+    """
+    n_rows, n = D.shape
+    sums = np.empty((n_rows, n_labels), dtype=np.float64)
+    step = max(1, SUMS_STEP_ELEMENTS // max(n, 1))
+    pairs = (np.arange(min(step, n_rows))[:, None] * n_labels + labels[None, :]).ravel()
+    for lo in range(0, n_rows, step):
+        hi = min(n_rows, lo + step)
+        rows = hi - lo
+        sums[lo:hi] = np.bincount(pairs[:rows * n], weights=D[lo:hi].ravel(),
+                                  minlength=rows * n_labels).reshape(rows, n_labels)
+    return sums
+
+
 def _reduce(D_chunk: np.ndarray, start: int, labels: np.ndarray, label_freqs: np.ndarray):
     # scikit-learn's _silhouette_reduce for dense chunks.
     n_chunk = D_chunk.shape[0]
     n_labels = len(label_freqs)
     cluster_distances = np.zeros((n_chunk, n_labels), dtype=D_chunk.dtype)
-    for i in range(n_chunk):
-        cluster_distances[i] += np.bincount(labels, weights=D_chunk[i], minlength=n_labels)
+    cluster_distances += _sums_by_cluster(D_chunk, labels, n_labels)
     intra_index = (np.arange(n_chunk), labels[start:start + n_chunk])
+    intra = cluster_distances[intra_index]
+    cluster_distances[intra_index] = np.inf
+    cluster_distances /= label_freqs
+    return intra, cluster_distances.min(axis=1)
+
+
+#: Size of one block of float64 distances (:func:`_reduce_float64_in_blocks`): 8 MiB, small
+#: enough for the element-wise passes to stay near the processor, large enough that each numpy
+#: call does milliseconds of work (the silhouette shares the interpreter with the plot's thread).
+FLOAT64_BLOCK_BYTES = 8 * 2**20
+
+
+def _row_blocks(n_rows: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of ``size`` rows, none of a single row unless ``n_rows`` is 1 (a
+    one-row product is a matrix-vector call in BLAS, whose roundings differ): a one-row
+    remainder joins the block before it."""
+    starts = list(range(0, n_rows, size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    for i, start in enumerate(starts):
+        yield slice(start, starts[i + 1] if i + 1 < len(starts) else n_rows)
+
+
+def _reduce_float64_in_blocks(X: np.ndarray, sl: slice, labels: np.ndarray, label_freqs: np.ndarray):
+    """:func:`_reduce` of scikit-learn's distance chunk ``sl`` of float64 rows of at most two
+    columns (the 2-D spectral embedding), without building the chunk.
+
+    scikit-learn builds the whole chunk (up to ``working_memory``, 1 GiB, and a temporary copy
+    of it) and then reduces it row by row. Here the same distances are made a few dozen rows at
+    a time in one reused buffer, with the same operations in the same order: the product of
+    those rows with all rows, ``* -2``, ``+ |x|^2`` (the chunk's norms), ``+ |y|^2``, clipped at
+    0, self-distances 0, square root. With one or two columns an element of a BLAS product of
+    two or more rows is one rounded product and one fused multiply-add whichever kernel
+    computes it, so it has the same bits wherever its rows sit, also in the symmetric product
+    scikit-learn takes for a single chunk (checked against scikit-learn by the tests). With
+    more columns that is not so: the kernels at the edges of a product sum in another order.
+    A single row is a matrix-vector product in BLAS, rounded differently, so no block has one
+    row unless scikit-learn's chunk has.
+    """
+    n = X.shape[0]
+    n_chunk = sl.stop - sl.start
+    n_labels = len(label_freqs)
+    XX = _row_norms_squared(X[sl])
+    YY = XX if n_chunk == n else _row_norms_squared(X)
+    cluster_distances = np.zeros((n_chunk, n_labels), dtype=np.float64)
+    size = max(2, int(FLOAT64_BLOCK_BYTES // (8 * n)))
+    buffer = np.empty((size + 1, n), dtype=np.float64)  # +1: a one-row remainder joins a block
+    for block in _row_blocks(n_chunk, size):
+        rows = block.stop - block.start
+        D = np.matmul(X[sl.start + block.start:sl.start + block.stop], X.T, out=buffer[:rows])
+        D *= -2
+        D += XX[block, None]
+        D += YY[None, :]
+        np.maximum(D, 0, out=D)
+        D[np.arange(rows), sl.start + block.start + np.arange(rows)] = 0
+        np.sqrt(D, out=D)
+        cluster_distances[block] += _sums_by_cluster(D, labels, n_labels)
+    intra_index = (np.arange(n_chunk), labels[sl])
     intra = cluster_distances[intra_index]
     cluster_distances[intra_index] = np.inf
     cluster_distances /= label_freqs
@@ -177,6 +259,11 @@ def silhouette_samples(X: np.ndarray, labels, working_memory_mib: float = WORKIN
     intra_parts, inter_parts = [], []
     for sl in _batches(n, chunk_rows(n, n, working_memory_mib)):
         whole = sl.start == 0 and sl.stop == n
+        if X.dtype == np.float64 and X.shape[1] <= 2:
+            intra, inter = _reduce_float64_in_blocks(X, sl, labels, label_freqs)
+            intra_parts.append(intra)
+            inter_parts.append(inter)
+            continue
         # The whole array as one chunk takes scikit-learn's symmetric path (X is Y).
         D_chunk = euclidean_distances(X) if whole else euclidean_distances(X[sl], X)
         D_chunk.flat[sl.start::n + 1] = 0
@@ -275,32 +362,38 @@ def silhouette_score_distinct(space: np.ndarray, labels, working_memory_mib: flo
     base = np.empty((n_distinct, n_labels), dtype=dt)
     intra = np.empty(n, dtype=dt)
     for lo, hi, D in blocks:
-        for r in range(hi - lo):
+        # Per distinct row, its distances summed by cluster: one bincount over (row, cluster)
+        # pairs, which adds each row's distances in index order as a bincount per row does.
+        sums = _sums_by_cluster(D, enc, n_labels)
+        # scikit-learn adds the float64 sums into zeros of the distances' dtype: one rounding.
+        base[lo:hi] = sums
+        rows = np.arange(hi - lo)
+        clusters = enc[first[lo:hi]]  # every copy of a row is in one cluster (checked above)
+        # A zeroed self-distance adds nothing: each copy's own-cluster sum is the row's sum.
+        self_zero = D[rows, first[lo:hi]] == 0
+        copies = order[bounds[lo]:bounds[hi]]
+        of_row = inverse[copies] - lo
+        take = self_zero[of_row]
+        intra[copies[take]] = sums[of_row[take], clusters[of_row[take]]]
+        for r in np.flatnonzero(~self_zero):
             u = lo + r
             row = D[r]
-            sums = np.bincount(enc, weights=row, minlength=n_labels)
-            cd = np.zeros(n_labels, dtype=dt)
-            cd += sums
-            base[u] = cd
             mine = order[bounds[u]:bounds[u + 1]]
-            c = enc[mine[0]]  # every copy of u is in one cluster (checked above)
-            if row[mine[0]] == 0:
-                own = np.full(mine.shape[0], sums[c])  # adding a zeroed self-distance changes nothing
-            else:
-                # Each copy's ordered sum over its cluster without its own position: one row per
-                # copy, cumsum along the rows (add.accumulate is sequential, as np.bincount's sum).
-                w = row[members[c]].astype(np.float64)
-                own = np.empty(mine.shape[0])
-                step_rows = max(1, int(2**22 // max(w.shape[0], 1)))
-                for a in range(0, mine.shape[0], step_rows):
-                    part = mine[a:a + step_rows]
-                    block_w = np.broadcast_to(w, (part.shape[0], w.shape[0])).copy()
-                    block_w[np.arange(part.shape[0]), position[part]] = 0.0
-                    own[a:a + step_rows] = np.cumsum(block_w, axis=1)[:, -1]
+            c = enc[mine[0]]
+            # Each copy's ordered sum over its cluster without its own position: one row per
+            # copy, cumsum along the rows (add.accumulate is sequential, as np.bincount's sum).
+            w = row[members[c]].astype(np.float64)
+            own = np.empty(mine.shape[0])
+            step_rows = max(1, int(2**22 // max(w.shape[0], 1)))
+            for a in range(0, mine.shape[0], step_rows):
+                part = mine[a:a + step_rows]
+                block_w = np.broadcast_to(w, (part.shape[0], w.shape[0])).copy()
+                block_w[np.arange(part.shape[0]), position[part]] = 0.0
+                own[a:a + step_rows] = np.cumsum(block_w, axis=1)[:, -1]
             one = np.zeros(mine.shape[0], dtype=dt)
             one += own
             intra[mine] = one
-        del D
+        del D, sums
     # The rest exactly as scikit-learn's reduction and silhouette_samples, on all rows.
     inter = np.empty(n, dtype=dt)
     step = max(1, int((64 * 2**20) // (max(n_labels, 1) * dt.itemsize)))

@@ -57,6 +57,33 @@ def test_two_dimensional_embedding_like_spectral():
             assert sil.silhouette_score(E, labels, working_memory_mib=wm) == sk_score(E, labels)
 
 
+@pytest.mark.parametrize("n_columns", [1, 2])
+@pytest.mark.parametrize("working_memory", [1024, 1, 0.06])
+@pytest.mark.parametrize("block_bytes", [2 * 2**20, 3 * 8 * 1001])
+def test_float64_embeddings_in_blocks_are_sklearns_bits(monkeypatch, n_columns, working_memory, block_bytes):
+    """The 1-/2-D float64 route builds the distances a few rows at a time: the same bits as
+    scikit-learn's whole chunk, for one chunk (its symmetric product), many chunks, chunks of
+    one row (0.06 MiB: 7 rows per chunk, 1002 = 143 x 7 + 1) and blocks with a one-row rest."""
+    monkeypatch.setattr(sil, "FLOAT64_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(n_columns)
+    E = rng.normal(size=(1002, n_columns)) * 1e-3
+    E[1::7] = E[3::7]  # duplicates
+    labels = rng.integers(0, 9, 1002)
+    labels[5] = 50  # a one-row cluster
+    with sklearn.config_context(working_memory=working_memory):
+        want_samples = sk_samples(E, labels)
+        want = sk_score(E, labels)
+    np.testing.assert_array_equal(sil.silhouette_samples(E, labels, working_memory_mib=working_memory), want_samples)
+    assert sil.silhouette_score(E, labels, working_memory_mib=working_memory) == want
+
+
+def test_row_blocks_never_leave_a_single_row():
+    assert [(b.start, b.stop) for b in sil._row_blocks(7, 3)] == [(0, 3), (3, 7)]
+    assert [(b.start, b.stop) for b in sil._row_blocks(8, 3)] == [(0, 3), (3, 6), (6, 8)]
+    assert [(b.start, b.stop) for b in sil._row_blocks(1, 3)] == [(0, 1)]
+    assert [(b.start, b.stop) for b in sil._row_blocks(4, 2)] == [(0, 2), (2, 4)]
+
+
 def test_integer_rows_are_computed_in_float64_like_sklearn():
     rng = np.random.default_rng(4)
     X = rng.integers(0, 5, size=(200, 3))

@@ -259,20 +259,38 @@ def write_cluster_ids(path: str, labels: Sequence[int]) -> None:
 # NPY arrays
 
 
+class _NpzNames:
+    """The array names of an .npz archive read by mistake (the archive closed with its file)."""
+
+    def __init__(self, archive):
+        self.files = list(archive.files)
+        archive.close()
+
+
 def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
     """Load a 2-D NPY array (one row per clip).
 
     With ``require_finite`` (clustering), rows holding NaN or inf are an error that lists
     them: they usually come from clips that failed to decode.
     """
-    raw = _read_bytes(path, "NPY file")
     try:
-        array = np.load(io.BytesIO(raw), allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/OSError/EOFError variously for bad files
-        raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0]})") from None
-    if isinstance(array, np.lib.npyio.NpzFile):
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise UserError(f"NPY file not found: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"NPY file {path} is a folder, not a file") from None
+    except OSError as exc:
+        raise UserError(f"cannot read NPY file {path}: {exc.strerror or exc}") from None
+    # From the open file, not a bytes copy: numpy then reads the rows straight into the array.
+    with f:
+        try:
+            array = np.load(f, allow_pickle=False)
+            if isinstance(array, np.lib.npyio.NpzFile):
+                array = _NpzNames(array)
+        except Exception as exc:  # numpy raises ValueError/OSError/EOFError variously for bad files
+            raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if isinstance(array, _NpzNames):
         names = ", ".join(array.files[:5]) + (" ..." if len(array.files) > 5 else "")
-        array.close()
         raise UserError(f"{path} is an .npz archive (arrays {names or 'none'}), not an .npy array; "
                         f"give the .npy file the features step wrote, or save one array with numpy.save")
     if not isinstance(array, np.ndarray) or array.ndim != 2:
