@@ -45,7 +45,9 @@ def ward_linkage(X: np.ndarray, distinct: Optional[np.ndarray] = None, inverse: 
         pos = 0
         for i in range(n - 1):
             m = n - 1 - i
-            np.take(square[inverse[i]], inverse[i + 1 :], out=condensed[pos : pos + m])
+            # mode="clip": the indices are valid by construction, and the default mode="raise"
+            # buffers every call that writes to ``out`` (5x slower at N = 14,400).
+            np.take(square[inverse[i]], inverse[i + 1 :], out=condensed[pos : pos + m], mode="clip")
             pos += m
         del square
     Z = linkage(condensed, method="ward")
