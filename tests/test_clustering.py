@@ -348,3 +348,17 @@ def test_spec_ag_script_end_to_end(tmp_path, blob_npy):
     assert proc.stdout.splitlines()[-1] == f"Silhouette Score {silhouette_score(emb, ref)}"
     assert same_partition(ref, truth)
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_overflow_check_is_exact_where_its_quick_bound_is_not():
+    """check_scale's quick bound (D * max|x|^2) fails for wide sparse rows that are safe: the
+    exact squared norms then decide, refusing only rows whose distances really overflow."""
+    from auditoryhum.clustering import check_scale
+
+    X = np.zeros((4, 1000), dtype=np.float32)
+    X[0, 0], X[1, 1] = 1e18, -1e18  # squared norms 1e36: 4 * 1e36 * 4 rows fits float32
+    check_scale(X)
+    X[0, 0] = 1e19  # 1e38: 4 * 1e38 * 4 rows does not
+    with pytest.raises(UserError, match="holds values up to 1e\\+19: squared distances between its rows overflow float32"):
+        check_scale(X)
+    check_scale(X.astype(np.float64))

@@ -318,3 +318,32 @@ def test_atomic_write_handle_is_named_after_the_target_not_its_descriptor(tmp_pa
         with atomic_write(tmp_path / "out.bin", mode) as f:
             assert repr(f).startswith("<_io.") and f"name='{tmp_path / 'out.bin'}'" in repr(f)
             assert "name=3" not in repr(f) and ".partial" not in repr(f)
+
+
+# --- feature matrices ---------------------------------------------------------------------
+
+
+def test_load_matrix_reads_rows_and_names_each_bad_file(tmp_path):
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "ok.npy", rows)
+    got = artefacts.load_matrix(str(tmp_path / "ok.npy"))
+    assert got.dtype == np.float32 and np.array_equal(got, rows)
+
+    def error(path):
+        with pytest.raises(UserError) as info:
+            artefacts.load_matrix(str(path))
+        return str(info.value)
+
+    assert error(tmp_path / "missing.npy") == f"NPY file not found: {tmp_path / 'missing.npy'}"
+    (tmp_path / "folder.npy").mkdir()
+    assert error(tmp_path / "folder.npy") == f"NPY file {tmp_path / 'folder.npy'} is a folder, not a file"
+    whole = (tmp_path / "ok.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(whole[:-5])  # a write that stopped short
+    assert error(tmp_path / "cut.npy").startswith(f"{tmp_path / 'cut.npy'} is not a readable .npy array (")
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    assert error(tmp_path / "text.npy").startswith(f"{tmp_path / 'text.npy'} is not a readable .npy array (")
+    np.save(tmp_path / "flat.npy", np.zeros(5))
+    assert error(tmp_path / "flat.npy") == f"{tmp_path / 'flat.npy'} must hold a 2-D array (one row per clip); it has shape (5,)"
+    with open(tmp_path / "pair.npy", "wb") as f:
+        np.savez(f, a=rows, b=rows)
+    assert "is an .npz archive (arrays a, b), not an .npy array" in error(tmp_path / "pair.npy")

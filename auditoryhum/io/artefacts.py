@@ -25,16 +25,24 @@ from auditoryhum.errors import MentionError, mention
 from auditoryhum.io.atomic import atomic_write
 
 
-def _read_bytes(path: str, what: str) -> bytes:
+def _open_binary(path: str, what: str):
+    """``open(path, "rb")``, with a missing file, a folder or an unreadable file as one line."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb")
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
     except IsADirectoryError:
         raise UserError(f"{what} {path} is a folder, not a file") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    with _open_binary(path, what) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def read_text_lines(path: str, what: str = "file") -> List[str]:
@@ -273,16 +281,8 @@ def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
     With ``require_finite`` (clustering), rows holding NaN or inf are an error that lists
     them: they usually come from clips that failed to decode.
     """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise UserError(f"NPY file not found: {path}") from None
-    except IsADirectoryError:
-        raise UserError(f"NPY file {path} is a folder, not a file") from None
-    except OSError as exc:
-        raise UserError(f"cannot read NPY file {path}: {exc.strerror or exc}") from None
     # From the open file, not a bytes copy: numpy then reads the rows straight into the array.
-    with f:
+    with _open_binary(path, "NPY file") as f:
         try:
             array = np.load(f, allow_pickle=False)
             if isinstance(array, np.lib.npyio.NpzFile):
