@@ -162,6 +162,21 @@ def test_lock_file_is_hidden_held_then_emptied_and_survives_partial_cleanup(tmp_
     assert lock.exists() and lock.read_text() == ""
 
 
+def test_taking_the_locks_removes_what_a_killed_run_left_mid_write(tmp_path):
+    """A run killed inside an atomic write leaves ``.<name>.<random>.partial``; the next run of
+    the stage deletes it once it holds the output's lock (the pipeline's kill-and-rerun test
+    once found an empty one left beside top_label_scores.csv)."""
+    out = tmp_path / "top_label_scores.csv"
+    stale = tmp_path / ".top_label_scores.csv.devh9qki.partial"
+    stale.write_bytes(b"")
+    other = tmp_path / ".top_label_scores.csv.csv.k2j3.partial"  # another output's temporary
+    other.write_bytes(b"x")
+    with guard.guard_stage(inputs={}, outputs={"top_label_scores_csv": str(out)}, holder="t"):
+        assert not stale.exists()
+        assert other.exists()
+    assert other.exists()
+
+
 _HOLDER = """
 import sys, time
 from auditoryhum.io.guard import locked_outputs

@@ -258,7 +258,9 @@ def locked_outputs(outputs: Iterable[PathLike], holder: str = "") -> Iterator[No
     Notes
     -----
     A lock file whose record names a process that died holding it (killed) is taken over with a
-    note. All locks are released when the block ends, also by an exception.
+    note. Once every lock is held, the temporary files a killed run left beside the outputs
+    (``.<name>.<random>.partial``, see :mod:`auditoryhum.io.atomic`) are deleted. All locks are
+    released when the block ends, also by an exception.
     """
     unique: List[str] = []
     seen = set()
@@ -272,6 +274,12 @@ def locked_outputs(outputs: Iterable[PathLike], holder: str = "") -> Iterator[No
     try:
         for path in unique:
             held.append(_acquire(path, holder))
+        from auditoryhum.io.atomic import remove_stale_partials
+
+        # With the lock held no other process writes these outputs: a temporary file beside one
+        # is what a killed run left mid-write, and the work below will write it anew.
+        for path in unique:
+            remove_stale_partials(path)
         yield
     finally:
         for handle in reversed(held):
