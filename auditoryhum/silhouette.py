@@ -158,7 +158,13 @@ def _reduce(D_chunk: np.ndarray, start: int, labels: np.ndarray, label_freqs: np
     n_labels = len(label_freqs)
     cluster_distances = np.zeros((n_chunk, n_labels), dtype=D_chunk.dtype)
     cluster_distances += _sums_by_cluster(D_chunk, labels, n_labels)
-    intra_index = (np.arange(n_chunk), labels[start:start + n_chunk])
+    return _own_and_nearest(cluster_distances, labels[start:start + n_chunk], label_freqs)
+
+
+def _own_and_nearest(cluster_distances: np.ndarray, chunk_labels: np.ndarray, label_freqs: np.ndarray):
+    """The end of scikit-learn's reduction: each row's sum over its own cluster, and its mean
+    distance to the nearest other cluster (``cluster_distances`` is modified)."""
+    intra_index = (np.arange(cluster_distances.shape[0]), chunk_labels)
     intra = cluster_distances[intra_index]
     cluster_distances[intra_index] = np.inf
     cluster_distances /= label_freqs
@@ -216,11 +222,7 @@ def _reduce_float64_in_blocks(X: np.ndarray, sl: slice, labels: np.ndarray, labe
         D[np.arange(rows), sl.start + block.start + np.arange(rows)] = 0
         np.sqrt(D, out=D)
         cluster_distances[block] += _sums_by_cluster(D, labels, n_labels)
-    intra_index = (np.arange(n_chunk), labels[sl])
-    intra = cluster_distances[intra_index]
-    cluster_distances[intra_index] = np.inf
-    cluster_distances /= label_freqs
-    return intra, cluster_distances.min(axis=1)
+    return _own_and_nearest(cluster_distances, labels[sl], label_freqs)
 
 
 def _finish(intra: np.ndarray, inter: np.ndarray, labels: np.ndarray, label_freqs: np.ndarray) -> np.ndarray:
@@ -258,17 +260,15 @@ def silhouette_samples(X: np.ndarray, labels, working_memory_mib: float = WORKIN
     n = X.shape[0]
     intra_parts, inter_parts = [], []
     for sl in _batches(n, chunk_rows(n, n, working_memory_mib)):
-        whole = sl.start == 0 and sl.stop == n
         if X.dtype == np.float64 and X.shape[1] <= 2:
             intra, inter = _reduce_float64_in_blocks(X, sl, labels, label_freqs)
-            intra_parts.append(intra)
-            inter_parts.append(inter)
-            continue
-        # The whole array as one chunk takes scikit-learn's symmetric path (X is Y).
-        D_chunk = euclidean_distances(X) if whole else euclidean_distances(X[sl], X)
-        D_chunk.flat[sl.start::n + 1] = 0
-        intra, inter = _reduce(D_chunk, sl.start, labels, label_freqs)
-        del D_chunk
+        else:
+            # The whole array as one chunk takes scikit-learn's symmetric path (X is Y).
+            whole = sl.start == 0 and sl.stop == n
+            D_chunk = euclidean_distances(X) if whole else euclidean_distances(X[sl], X)
+            D_chunk.flat[sl.start::n + 1] = 0
+            intra, inter = _reduce(D_chunk, sl.start, labels, label_freqs)
+            del D_chunk
         intra_parts.append(intra)
         inter_parts.append(inter)
     return _finish(np.concatenate(intra_parts), np.concatenate(inter_parts), labels, label_freqs)
@@ -379,7 +379,7 @@ def silhouette_score_distinct(space: np.ndarray, labels, working_memory_mib: flo
             u = lo + r
             row = D[r]
             mine = order[bounds[u]:bounds[u + 1]]
-            c = enc[mine[0]]
+            c = clusters[r]
             # Each copy's ordered sum over its cluster without its own position: one row per
             # copy, cumsum along the rows (add.accumulate is sequential, as np.bincount's sum).
             w = row[members[c]].astype(np.float64)

@@ -26,6 +26,7 @@ quick look, ``--modes cold,warm`` to skip the slow disabled grid).
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,8 +150,7 @@ def main():
                                        "--label_csv", tmp / "newk.csv", "--png_plot", tmp / "newk.png", "--quiet",
                                        "--cache_dir", cache)
                 runs.append((s, rss))
-            seconds = sorted(s for s, _ in runs)
-            median = seconds[len(seconds) // 2]
+            median = statistics.median(s for s, _ in runs)
             rss = max(r for _, r in runs)
             results["new_k"] = (median, rss, None)
             print(f"new k: cluster_ag.py --n_clusters {new_ks[0]}..{new_ks[-1]} at N = {n} on the warm cache: median "

@@ -267,14 +267,6 @@ def write_cluster_ids(path: str, labels: Sequence[int]) -> None:
 # NPY arrays
 
 
-class _NpzNames:
-    """The array names of an .npz archive read by mistake (the archive closed with its file)."""
-
-    def __init__(self, archive):
-        self.files = list(archive.files)
-        archive.close()
-
-
 def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
     """Load a 2-D NPY array (one row per clip).
 
@@ -282,15 +274,17 @@ def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
     them: they usually come from clips that failed to decode.
     """
     # From the open file, not a bytes copy: numpy then reads the rows straight into the array.
+    npz_names = None  # the array names of an .npz archive given by mistake
     with _open_binary(path, "NPY file") as f:
         try:
             array = np.load(f, allow_pickle=False)
             if isinstance(array, np.lib.npyio.NpzFile):
-                array = _NpzNames(array)
+                npz_names = list(array.files)
+                array.close()
         except Exception as exc:  # numpy raises ValueError/OSError/EOFError variously for bad files
             raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if isinstance(array, _NpzNames):
-        names = ", ".join(array.files[:5]) + (" ..." if len(array.files) > 5 else "")
+    if npz_names is not None:
+        names = ", ".join(npz_names[:5]) + (" ..." if len(npz_names) > 5 else "")
         raise UserError(f"{path} is an .npz archive (arrays {names or 'none'}), not an .npy array; "
                         f"give the .npy file the features step wrote, or save one array with numpy.save")
     if not isinstance(array, np.ndarray) or array.ndim != 2:
