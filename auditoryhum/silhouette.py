@@ -352,9 +352,7 @@ def silhouette_score_distinct(space: np.ndarray, labels, working_memory_mib: flo
 
     blocks = distance_blocks()
     if cache is not None and n_distinct * n * dt.itemsize <= DISTANCES_CACHE_MAX_BYTES:
-        from auditoryhum.io.array_cache import rows_digest
-
-        whole = cache.get_or_compute("distinct-distances", rows_digest(X), {"route": "euclidean-upcast"},
+        whole = cache.get_or_compute("distinct-distances", cache.digest(X), {"route": "euclidean-upcast"},
                                      lambda: np.concatenate([D for _, _, D in distance_blocks()]))
         if whole.shape == (n_distinct, n) and whole.dtype == dt:
             blocks = iter([(0, n_distinct, whole)])

@@ -67,9 +67,7 @@ def ward_tree(X: np.ndarray, cache=None) -> np.ndarray:
 
     if cache is None:
         return compute()
-    from auditoryhum.io.array_cache import rows_digest
-
-    return cache.get_or_compute("ward-tree", rows_digest(X), {"method": "ward", "metric": "euclidean"}, compute)
+    return cache.get_or_compute("ward-tree", cache.digest(X), {"method": "ward", "metric": "euclidean"}, compute)
 
 
 def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:

@@ -149,10 +149,11 @@ print(r.silhouette, "sklearn" in sys.modules)
     assert np.loadtxt(tmp_path / "ids7.csv", dtype=int).tolist() == labels.tolist()
 
 
-@pytest.mark.parametrize("k", [3, 40])
-def test_the_cluster_scatter_is_the_plain_matplotlib_figure(tmp_path, k):
-    # save_cluster_scatter skips matplotlib's repeated autoscaling and measuring pass; the PNG
-    # must be byte for byte what the plain per-cluster scatter and savefig(bbox="tight") give.
+@pytest.mark.parametrize("k, dtype", [(3, np.float64), (40, np.float64), (1, np.float32), (25, np.float32)])
+def test_the_cluster_scatter_is_the_plain_matplotlib_figure(tmp_path, k, dtype):
+    # save_cluster_scatter builds each cluster's collection directly and skips matplotlib's
+    # repeated autoscaling and measuring pass; the PNG must be byte for byte what the plain
+    # per-cluster ax.scatter and savefig(bbox="tight") give (legend or not, float32 or 64).
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +162,7 @@ def test_the_cluster_scatter_is_the_plain_matplotlib_figure(tmp_path, k):
     from auditoryhum.plots import save_cluster_scatter
 
     rng = np.random.default_rng(k)
-    points = rng.normal(size=(1200, 2)) * 7
+    points = (rng.normal(size=(1200, 2)) * 7).astype(dtype)
     labels = rng.integers(-1, k, 1200)
     save_cluster_scatter(points, labels, f"Agglomerative, k = {k}", str(tmp_path / "ours.png"))
     fig, ax = plt.subplots(figsize=(12, 12))
