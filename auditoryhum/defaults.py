@@ -59,3 +59,34 @@ GEMINI_DELETE_MAX_WAIT_S = 5.0
 #: Where the key and an alternative endpoint are read from (GOOGLE_API_KEY wins when both are set).
 GEMINI_API_KEY_ENV_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 GEMINI_BASE_URL_ENV_VAR = "GOOGLE_GEMINI_BASE_URL"
+
+# --- the t-SNE layout of the cluster plots (cluster_*.py --tsne) ---------------------------
+#: ``sklearn``: scikit-learn's TSNE with :data:`auditoryhum.recipe.TSNE_PARAMS` (the published
+#: plots); ``opentsne``: openTSNE's FFT-accelerated t-SNE (the ``fast-tsne`` extra), faster at
+#: large N. Only the plot's layout differs: cluster ids and silhouettes never use it.
+TSNE_METHODS = ("sklearn", "opentsne")
+DEFAULT_TSNE_METHOD = "sklearn"
+#: openTSNE's settings of the toolkit's own; :data:`auditoryhum.clustering.OPENTSNE_PARAMS` adds
+#: the recipe's (:data:`auditoryhum.recipe.TSNE_PARAMS`: perplexity, early exaggeration, learning
+#: rate "auto", random init, seed, metric; 500 iterations in all). scikit-learn's 500 iterations
+#: are 250 of early exaggeration (its fixed exploration phase, momentum 0.5) then the rest
+#: (momentum 0.8); openTSNE counts the two phases apart. Exact neighbours (scikit-learn's
+#: brute-force search, as scikit-learn's TSNE uses): every row's neighbours, affinities and
+#: gradient terms are computed by one thread and the FFT step is serial, so the layout is the same
+#: bits whatever ``n_jobs`` is (tested across processes and against one thread). Annoy, openTSNE's
+#: approximate search from 1,000 rows, builds its trees on threads in an order that varies, and
+#: may return a duplicate row in place of the row itself; exact search is O(N^2) in time, though.
+#: openTSNE's "auto" learning rate is N / exaggeration per phase (scikit-learn's is N / 48 in both
+#: phases, N / 12 in openTSNE's units: the first phase agrees).
+OPENTSNE_OPTIONS = {
+    "early_exaggeration_iter": 250,  # scikit-learn's TSNE._EXPLORATION_MAX_ITER
+    "initial_momentum": 0.5,
+    "final_momentum": 0.8,
+    "neighbors": "exact",
+    "n_jobs": -1,
+}
+#: From this many rows openTSNE's negative gradient is its FFT interpolation, below it Barnes-Hut:
+#: the FFT grid costs about the same per iteration whatever N (10 s for 300 rows here), Barnes-Hut
+#: grows with N. Measured on the benchmark's data (2 cores): at N = 5,075 Barnes-Hut 14.7 s, FFT
+#: 16.3 s; at 9,968 31.8 s against 22.2 s (openTSNE's own switch is at 10,000).
+OPENTSNE_FFT_MIN_ROWS = 5000

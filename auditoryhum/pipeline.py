@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from auditoryhum.console import note
+from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
 from auditoryhum.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
@@ -308,6 +309,8 @@ class RunOptions:
     annotations: Optional[str] = None
     n_clusters: Optional[int] = None
     penalty: Optional[float] = None
+    #: the t-SNE of the cluster plot: "sklearn" (the published one) or "opentsne" (fast-tsne extra)
+    tsne: str = DEFAULT_TSNE_METHOD
     chat_model: Optional[str] = None
     device: str = "auto"
     batch_size: Optional[int] = None
@@ -336,6 +339,7 @@ class RunOptions:
                 raise ParameterError("labeller_model", f"is required with labeller {self.labeller}")
         self.n_clusters = validation.optional_positive_int(self.n_clusters, "n_clusters")
         self.batch_size = validation.optional_positive_int(self.batch_size, "batch_size")
+        validation.one_of(self.tsne, TSNE_METHODS, "tsne")
         if self.penalty is not None:
             self.penalty = validation.finite_non_negative(self.penalty, "penalty")
         self.engine_kw = validation.engine_options(self.engine, self.ray_address, self.actors, self.gpus_per_actor,
@@ -512,8 +516,11 @@ def build_steps(opts: RunOptions) -> List[Step]:
                    + (f"k = {opts.n_clusters}" if opts.n_clusters else "the sweep's chosen k"),
         inputs={"cluster_npy": at["st"], **({} if opts.n_clusters else {"decision_json": decision})},
         outputs={"label_csv": at["clusters"], "png_plot": at["clusters_png"]},
-        options={"algorithm": "ag", "n_clusters": opts.n_clusters or "the sweep's chosen k"},
-        run=lambda: ah.cluster(at["st"], at["clusters"], at["clusters_png"], algorithm="ag", n_clusters=final_k()),
+        # The default t-SNE stays out of the record: runs recorded before the option stay up to date.
+        options={"algorithm": "ag", "n_clusters": opts.n_clusters or "the sweep's chosen k",
+                 **({} if opts.tsne == DEFAULT_TSNE_METHOD else {"tsne": opts.tsne})},
+        run=lambda: ah.cluster(at["st"], at["clusters"], at["clusters_png"], algorithm="ag", n_clusters=final_k(),
+                               tsne=opts.tsne),
         summary=lambda r: f"{r.n_clusters} clusters, Silhouette Score {r.silhouette}",
     ))
     steps.append(Step(

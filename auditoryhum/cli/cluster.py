@@ -5,6 +5,8 @@ One clustering of the rows of an .npy file with the paper's hyper-parameters
 scatter, prints ``Silhouette Score <x>``.
 """
 
+from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
+
 ALGORITHM_OF_COMMAND = {
     "cluster-kmeans": "kmeans",
     "cluster-ag": "ag",
@@ -21,6 +23,14 @@ def add_cache_arguments(parser):
     parser.add_argument("--no_cache", action="store_true", help="neither read nor write that cache (same results, slower)")
 
 
+def add_tsne_argument(parser):
+    """``--tsne``: the t-SNE of the plots (scikit-learn's, the published one, by default)."""
+    parser.add_argument("--tsne", choices=TSNE_METHODS, default=DEFAULT_TSNE_METHOD,
+                        help="t-SNE of the plot: sklearn (default, the published plots) or opentsne (faster at large N, "
+                        "a different layout; needs the fast-tsne extra: pip install \"auditoryhum[fast-tsne]\"); "
+                        "ids and silhouettes are the same")
+
+
 def add_arguments(parser, name):
     parser.add_argument("--cluster_npy", required=True, help="input .npy, one row per clip (all-NaN rows: no label, id -2)")
     if ALGORITHM_OF_COMMAND[name] == "hdbscan":
@@ -29,6 +39,7 @@ def add_arguments(parser, name):
         parser.add_argument("--n_clusters", type=int, required=True, help="number of clusters k (1 <= k < rows)")
     parser.add_argument("--label_csv", required=True, help="output: one integer cluster id per line (HDBSCAN noise: -1, no label: -2)")
     parser.add_argument("--png_plot", required=True, help="output: t-SNE scatter of the rows coloured by cluster (PNG)")
+    add_tsne_argument(parser)
     add_cache_arguments(parser)
 
 
@@ -39,7 +50,7 @@ def run(args, name):
     result = cluster(
         args.cluster_npy, args.label_csv, args.png_plot, algorithm=algorithm,
         n_clusters=getattr(args, "n_clusters", None), min_cluster_size=getattr(args, "min_cluster_size", None),
-        cache_dir=args.cache_dir, no_cache=args.no_cache,
+        cache_dir=args.cache_dir, no_cache=args.no_cache, tsne=args.tsne,
     )
     if algorithm == "hdbscan":
         n = len(result.labels) - result.n_no_label

@@ -23,6 +23,9 @@ def add_arguments(parser, name):
     parser.add_argument("--annotations", default=None, help="human annotations (line-aligned): merge, re-score, score boost")
     parser.add_argument("--n_clusters", type=positive_int, default=None, help="k of the final clustering (default: the sweep's chosen k)")
     parser.add_argument("--penalty", type=float, default=None, help="the sweep's granularity penalty lambda (default: the recipe's)")
+    from auditoryhum.cli.cluster import add_tsne_argument
+
+    add_tsne_argument(parser)
     parser.add_argument("--chat_model", default=None, help="chat model that names the clusters (folder, hub id or .gguf); optional")
     add_device(parser)
     parser.add_argument("--batch_size", type=positive_int, default=None, help="items per model batch (default: per stage and device)")
