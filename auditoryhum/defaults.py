@@ -87,6 +87,6 @@ OPENTSNE_OPTIONS = {
 }
 #: From this many rows openTSNE's negative gradient is its FFT interpolation, below it Barnes-Hut:
 #: the FFT grid costs about the same per iteration whatever N (10 s for 300 rows here), Barnes-Hut
-#: grows with N. Measured on the benchmark's data (2 cores): at N = 5,075 Barnes-Hut 14.7 s, FFT
-#: 16.3 s; at 9,968 31.8 s against 22.2 s (openTSNE's own switch is at 10,000).
-OPENTSNE_FFT_MIN_ROWS = 5000
+#: grows with N. Measured on the benchmark's data (2 cores), Barnes-Hut against FFT: 14.7 s / 16.3 s
+#: at N = 5,075, 15.5 s / 12.4 s at 7,000, 31.8 s / 22.2 s at 9,968 (openTSNE's own switch: 10,000).
+OPENTSNE_FFT_MIN_ROWS = 6000

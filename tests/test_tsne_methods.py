@@ -210,3 +210,25 @@ def test_cli_bad_tsne_value_is_one_line_naming_the_flag(tmp_path, rows):
                       "--label_csv", tmp_path / "ids.csv", "--png_plot", tmp_path / "p.png", "--tsne", "fast")
     assert_one_line_error(proc, "--tsne", "fast", "sklearn", "opentsne")
     assert not (tmp_path / "ids.csv").exists()
+
+
+def test_auditoryhum_run_passes_tsne_to_its_cluster_step_and_keeps_old_records_valid(tmp_path, monkeypatch):
+    import auditoryhum
+    from auditoryhum.cli import _BY_NAME, build_parser
+    from auditoryhum.pipeline import build_steps, options_from_args
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.wav").touch()
+    parser = build_parser(_BY_NAME["run"])
+    common = ["--filedir", str(tmp_path / "clips" / "*.wav"), "--out_dir", str(tmp_path / "out"), "--text_label_csv", "l.csv"]
+    calls = []
+    monkeypatch.setattr(auditoryhum, "cluster", lambda *a, **kw: calls.append(kw), raising=False)
+    for argv, expected in (([], "sklearn"), (["--tsne", "opentsne"], "opentsne")):
+        options = options_from_args(parser.parse_args(common + argv)).validate()
+        assert options.tsne == expected
+        options.n_clusters = 3  # the final k given, so the step runs without a sweep decision
+        step = next(s for s in build_steps(options) if s.name == "cluster")
+        # The default stays out of the step's record: runs recorded before the option stay up to date.
+        assert step.options == {"algorithm": "ag", "n_clusters": 3, **({} if expected == "sklearn" else {"tsne": expected})}
+        step.run()
+        assert calls[-1]["tsne"] == expected and calls[-1]["n_clusters"] == 3
