@@ -240,12 +240,6 @@ def _distinct_found(result: ClusterResult) -> None:
         result.warnings.append(f"asked for {k} clusters but only {found} distinct clusters were found (duplicate rows)")
 
 
-def _digest(X: np.ndarray) -> str:
-    from auditoryhum.io.array_cache import rows_digest
-
-    return rows_digest(X)
-
-
 # ---------------------------------------------------------------------------------------
 # what does not depend on k
 
@@ -276,7 +270,7 @@ def spectral_embedding(X: np.ndarray, notes: Optional[List[str]] = None, cache=N
 
     if cache is None:
         return compute()
-    return cache.get_or_compute("spectral-embedding", _digest(X), params, compute)
+    return cache.get_or_compute("spectral-embedding", cache.digest(X), params, compute)
 
 
 def tsne_2d(X: np.ndarray, notes: Optional[List[str]] = None, cache=None, method: str = "sklearn") -> np.ndarray:
@@ -354,7 +348,7 @@ def tsne_2d(X: np.ndarray, notes: Optional[List[str]] = None, cache=None, method
 
     if cache is None:
         return compute()
-    return cache.get_or_compute(kind, _digest(X), key_params, compute)
+    return cache.get_or_compute(kind, cache.digest(X), key_params, compute)
 
 
 def _opentsne_missing() -> UserError:
@@ -376,7 +370,7 @@ def _kmeans_labels(space: np.ndarray, k: int, notes: List[str], cache=None) -> n
 
     if cache is None:
         return compute()
-    return cache.get_or_compute("kmeans-labels", _digest(np.ascontiguousarray(space)), {"n_clusters": int(k), **KMEANS_PARAMS},
+    return cache.get_or_compute("kmeans-labels", cache.digest(np.ascontiguousarray(space)), {"n_clusters": int(k), **KMEANS_PARAMS},
                                 compute)
 
 
@@ -502,5 +496,5 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
         return float(compute()[0])
     from auditoryhum.io.array_cache import rows_digest
 
-    key = rows_digest(np.asarray(space)) + rows_digest(labels.astype(np.int64))
+    key = cache.digest(space) + rows_digest(labels.astype(np.int64))
     return float(cache.get_or_compute("silhouette", key, {"metric": "euclidean"}, compute)[0])

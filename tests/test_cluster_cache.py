@@ -212,3 +212,44 @@ def test_distinct_row_silhouette_is_bitwise_sklearns():
     # One chunk (the default at this size): the symmetric shortcut; not this route.
     assert silhouette_score_distinct(X, cl.ward_labels(Z, 9)) is None
     assert silhouette_score_distinct(X.astype(np.float64), cl.ward_labels(Z, 9), working_memory_mib=4) is None
+
+
+def test_digests_of_read_only_rows_are_remembered_only_inside_the_block(tmp_path, monkeypatch):
+    from auditoryhum.io import array_cache
+
+    hashed = []
+    real = array_cache.rows_digest
+    monkeypatch.setattr(array_cache, "rows_digest", lambda rows: hashed.append(rows.shape) or real(rows))
+    cache = ArrayCache(tmp_path)
+    frozen = np.arange(12.0).reshape(4, 3)
+    frozen.flags.writeable = False
+    writeable = np.arange(12.0).reshape(4, 3)
+    assert cache.digest(frozen) == cache.digest(frozen) == real(frozen)
+    assert len(hashed) == 2  # outside the block: hashed every time
+    with cache.remembering_digests():
+        first = [cache.digest(frozen) for _ in range(3)]
+        assert len(hashed) == 3  # once inside the block
+        assert cache.digest(writeable) == cache.digest(writeable) == first[0]
+        assert len(hashed) == 5  # a writeable array may change: hashed every time
+        other = np.arange(1.0, 13.0).reshape(4, 3)
+        other.flags.writeable = False
+        assert cache.digest(other) != first[0]
+    assert cache.digest(frozen) == first[0] and len(hashed) == 7
+    assert cache._digests is None
+
+
+def test_one_clustering_hashes_its_rows_once(tmp_path, rows_npy, monkeypatch):
+    # The Ward tree, the t-SNE layout, the distances and the silhouette are all keyed by the
+    # input rows; the stage hashes them once (its loaded rows are read-only).
+    from auditoryhum.io import array_cache
+
+    path, X = rows_npy
+    hashed = []
+    real = array_cache.rows_digest
+    monkeypatch.setattr(array_cache, "rows_digest", lambda rows: hashed.append(rows.shape) or real(rows))
+    got = cluster(str(path), str(tmp_path / "ids.csv"), str(tmp_path / "t.png"), algorithm="ag", n_clusters=4,
+                  cache_dir=str(tmp_path / "cache"))
+    assert hashed.count(X.shape) == 1, hashed
+    labels = AgglomerativeClustering(n_clusters=4, linkage="ward").fit_predict(X)
+    assert got.labels == labels.tolist()
+    assert got.silhouette == silhouette_score(X, labels)

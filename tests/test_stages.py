@@ -413,6 +413,12 @@ def test_flag_of_uses_the_parser_dest():
 # defaults.py name -> the (module, name) places that take it from auditoryhum.defaults under
 # their own name (aliases kept for callers): each must be the very same object, not a copy.
 ALIASES = {
+    "TSNE_METHODS": [("auditoryhum.clustering", "TSNE_METHODS"), ("auditoryhum.stages.cluster", "TSNE_METHODS"),
+                     ("auditoryhum.cli.cluster", "TSNE_METHODS"), ("auditoryhum.pipeline", "TSNE_METHODS")],
+    "DEFAULT_TSNE_METHOD": [("auditoryhum.stages.cluster", "DEFAULT_TSNE_METHOD"),
+                            ("auditoryhum.cli.cluster", "DEFAULT_TSNE_METHOD"), ("auditoryhum.pipeline", "DEFAULT_TSNE_METHOD")],
+    "OPENTSNE_OPTIONS": [("auditoryhum.clustering", "OPENTSNE_OPTIONS")],
+    "OPENTSNE_FFT_MIN_ROWS": [("auditoryhum.clustering", "OPENTSNE_FFT_MIN_ROWS")],
     "LABELLER_BATCH_SIZE": [("auditoryhum.models.labeller", "DEFAULT_BATCH_SIZE")],
     "LONG_AUDIO_CHOICES": [("auditoryhum.models.labeller", "LONG_AUDIO_CHOICES")],
     "TOWER_BATCH_SIZE": [("auditoryhum.models.tower_embed", "DEFAULT_BATCH_SIZE")],
