@@ -56,9 +56,10 @@ def _add_scatter(ax, xy, colour, name):
     """What ``ax.scatter(x, y, s=36, color=colour, label=name, alpha=0.85, linewidths=0)`` adds.
 
     The same collection with the same properties, built directly: ``Axes.scatter`` re-parses
-    its arguments, colours, sizes and marker for each call (about 3 ms: seconds at k = 639),
-    though here they are fixed floats, one colour and the default marker. The tests compare
-    the PNG bytes with the plain ``ax.scatter`` figure.
+    its arguments, colours, sizes and marker for each call, though here they are fixed floats,
+    one colour and the default marker (a whole plot of 14,400 points: 1.60 -> 1.25 s at k = 300,
+    3.04 -> 2.49 s at k = 639; the rest is drawing each cluster). The tests compare the PNG bytes
+    with the plain ``ax.scatter`` figure.
     """
     import matplotlib as mpl
     from matplotlib import collections, colors, markers, transforms

@@ -414,9 +414,8 @@ def test_flag_of_uses_the_parser_dest():
 # their own name (aliases kept for callers): each must be the very same object, not a copy.
 ALIASES = {
     "TSNE_METHODS": [("auditoryhum.clustering", "TSNE_METHODS"), ("auditoryhum.stages.cluster", "TSNE_METHODS"),
-                     ("auditoryhum.cli.cluster", "TSNE_METHODS"), ("auditoryhum.pipeline", "TSNE_METHODS")],
-    "DEFAULT_TSNE_METHOD": [("auditoryhum.stages.cluster", "DEFAULT_TSNE_METHOD"),
-                            ("auditoryhum.cli.cluster", "DEFAULT_TSNE_METHOD"), ("auditoryhum.pipeline", "DEFAULT_TSNE_METHOD")],
+                     ("auditoryhum.pipeline", "TSNE_METHODS")],
+    "DEFAULT_TSNE_METHOD": [("auditoryhum.stages.cluster", "DEFAULT_TSNE_METHOD"), ("auditoryhum.pipeline", "DEFAULT_TSNE_METHOD")],
     "OPENTSNE_OPTIONS": [("auditoryhum.clustering", "OPENTSNE_OPTIONS")],
     "OPENTSNE_FFT_MIN_ROWS": [("auditoryhum.clustering", "OPENTSNE_FFT_MIN_ROWS")],
     "LABELLER_BATCH_SIZE": [("auditoryhum.models.labeller", "DEFAULT_BATCH_SIZE")],

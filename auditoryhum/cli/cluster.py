@@ -5,7 +5,7 @@ One clustering of the rows of an .npy file with the paper's hyper-parameters
 scatter, prints ``Silhouette Score <x>``.
 """
 
-from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
+from auditoryhum.cli.options import add_tsne_argument
 
 ALGORITHM_OF_COMMAND = {
     "cluster-kmeans": "kmeans",
@@ -21,14 +21,6 @@ def add_cache_arguments(parser):
     parser.add_argument("--cache_dir", help="cache of the t-SNE layout, spectral embedding and Ward tree "
                         "(default: $XDG_CACHE_HOME/auditoryhum, else ~/.cache/auditoryhum)")
     parser.add_argument("--no_cache", action="store_true", help="neither read nor write that cache (same results, slower)")
-
-
-def add_tsne_argument(parser):
-    """``--tsne``: the t-SNE of the plots (scikit-learn's, the published one, by default)."""
-    parser.add_argument("--tsne", choices=TSNE_METHODS, default=DEFAULT_TSNE_METHOD,
-                        help="t-SNE of the plot: sklearn (default, the published plots) or opentsne (faster at large N, "
-                        "a different layout; needs the fast-tsne extra: pip install \"auditoryhum[fast-tsne]\"); "
-                        "ids and silhouettes are the same")
 
 
 def add_arguments(parser, name):

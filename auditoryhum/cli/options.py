@@ -168,3 +168,11 @@ def engine_options(args) -> dict:
     """The keyword arguments of :func:`add_engine_arguments`' flags, for a stage function."""
     return {"engine": args.engine, "ray_address": args.ray_address, "actors": args.actors,
             "gpus_per_actor": args.gpus_per_actor, "cpus_per_actor": args.cpus_per_actor, "verbose": args.verbose}
+
+
+def add_tsne_argument(parser):
+    """``--tsne``: the t-SNE of the plots (scikit-learn's, the published one, by default)."""
+    parser.add_argument("--tsne", choices=defaults.TSNE_METHODS, default=defaults.DEFAULT_TSNE_METHOD,
+                        help="t-SNE of the plot: sklearn (default, the published plots) or opentsne (faster at large N, "
+                        "a different layout; needs the fast-tsne extra: pip install \"auditoryhum[fast-tsne]\"); "
+                        "ids and silhouettes are the same")

@@ -4,7 +4,7 @@ LABELLERS = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n", "gemini")
 
 
 def add_arguments(parser, name):
-    from auditoryhum.cli.options import add_device, add_engine_arguments, positive_int
+    from auditoryhum.cli.options import add_device, add_engine_arguments, add_tsne_argument, positive_int
 
     parser.add_argument("--config", default=None,
                         help="TOML file with the same options, one key per flag (e.g. filedir = 'clips/*.wav'); flags override it")
@@ -23,8 +23,6 @@ def add_arguments(parser, name):
     parser.add_argument("--annotations", default=None, help="human annotations (line-aligned): merge, re-score, score boost")
     parser.add_argument("--n_clusters", type=positive_int, default=None, help="k of the final clustering (default: the sweep's chosen k)")
     parser.add_argument("--penalty", type=float, default=None, help="the sweep's granularity penalty lambda (default: the recipe's)")
-    from auditoryhum.cli.cluster import add_tsne_argument
-
     add_tsne_argument(parser)
     parser.add_argument("--chat_model", default=None, help="chat model that names the clusters (folder, hub id or .gguf); optional")
     add_device(parser)
