@@ -133,7 +133,9 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
     # The rows are this stage's own and never written: read-only, they are hashed once for all
     # the cache keys (tree, layout, distances, silhouette) of this clustering.
     X.flags.writeable = False
-    with cache.remembering_digests():
+    # The silhouette (numpy and BLAS, which release the GIL) is computed on a second thread
+    # while the plot is drawn (matplotlib: Python on this one); the value is the same.
+    with cache.remembering_digests(), ThreadPoolExecutor(max_workers=1) as pool:
         fitted = cl.cluster(algorithm, X, n_clusters=n_clusters, min_cluster_size=min_cluster_size, cache=cache)
         identical = cl.all_identical(X)
         if identical:
@@ -143,23 +145,20 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
             for message in fitted.warnings:
                 say_warning(message)
         labels = cl.expand_labels(fitted.labels, mask)
-        # The silhouette (numpy and BLAS, which release the GIL) is computed on a second thread
-        # while the plot is drawn (matplotlib: Python on this one); the value is the same.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None if identical else pool.submit(cl.silhouette, fitted.space, fitted.labels, cache)
-            # Labels first: they are the result; the plot is a view of it.
-            write_cluster_ids(label_csv, labels)
-            result.outputs["label_csv"] = label_csv
-            if png_plot:
-                tsne_notes: List[str] = []
-                points = cl.tsne_2d(X, tsne_notes, cache, method=tsne)
-                for message in tsne_notes:
-                    say_note(message)
-                title = cluster_plot_title(cl.ALGORITHM_NAMES[algorithm], fitted.requested_k, fitted.n_clusters,
-                                           fitted.n_noise)
-                save_cluster_scatter(points, fitted.labels, title, png_plot)
-                result.outputs["png_plot"] = png_plot
-            score = None if pending is None else pending.result()
+        pending = None if identical else pool.submit(cl.silhouette, fitted.space, fitted.labels, cache)
+        # Labels first: they are the result; the plot is a view of it.
+        write_cluster_ids(label_csv, labels)
+        result.outputs["label_csv"] = label_csv
+        if png_plot:
+            tsne_notes: List[str] = []
+            points = cl.tsne_2d(X, tsne_notes, cache, method=tsne)
+            for message in tsne_notes:
+                say_note(message)
+            title = cluster_plot_title(cl.ALGORITHM_NAMES[algorithm], fitted.requested_k, fitted.n_clusters,
+                                       fitted.n_noise)
+            save_cluster_scatter(points, fitted.labels, title, png_plot)
+            result.outputs["png_plot"] = png_plot
+        score = None if pending is None else pending.result()
     for message in cache.notes:
         say_note(message)
     if score is None and not identical:
