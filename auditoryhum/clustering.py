@@ -219,8 +219,12 @@ def check_k(k: int, n_rows: int, param: str = "n_clusters") -> None:
         )
 
 
-def _run_quietly(fit, notes: List[str]):
-    """Run an estimator, turning its library warnings into one-line notes for the user."""
+def _run_quietly(fit, notes: List[str], said_by_us: Tuple[str, ...] = ()):
+    """Run an estimator, turning its library warnings into one-line notes for the user.
+
+    Warnings whose text starts with one of ``said_by_us`` are dropped: the toolkit says the same
+    thing itself, in its own words, whether or not the result came from the cache.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = fit()
@@ -228,6 +232,8 @@ def _run_quietly(fit, notes: List[str]):
         if issubclass(w.category, (DeprecationWarning, FutureWarning, PendingDeprecationWarning)):
             continue
         message = str(w.message).strip().splitlines()[0]
+        if message.startswith(said_by_us):
+            continue
         if message not in notes:
             notes.append(message)
     return result
@@ -366,7 +372,10 @@ def _kmeans_labels(space: np.ndarray, k: int, notes: List[str], cache=None) -> n
     def compute():
         from sklearn.cluster import KMeans
 
-        return _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(space), notes).astype(np.int64)
+        # scikit-learn's "Number of distinct clusters (f) found smaller than n_clusters (k)" is
+        # what _distinct_found says on every run (a cached fit never warns).
+        return _run_quietly(lambda: KMeans(n_clusters=k, **KMEANS_PARAMS).fit_predict(space), notes,
+                            said_by_us=("Number of distinct clusters",)).astype(np.int64)
 
     if cache is None:
         return compute()
