@@ -90,3 +90,13 @@ OPENTSNE_OPTIONS = {
 #: grows with N. Measured on the benchmark's data (2 cores), Barnes-Hut against FFT: 14.7 s / 16.3 s
 #: at N = 5,075, 15.5 s / 12.4 s at 7,000, 31.8 s / 22.2 s at 9,968 (openTSNE's own switch: 10,000).
 OPENTSNE_FFT_MIN_ROWS = 6000
+
+# --- the cache folder (``--cache_dir``; ``auditoryhum cache``) -------------------------------
+#: Largest total size of the array cache (t-SNE layouts, spectral embeddings, Ward trees, the
+#: distinct rows' distances, silhouettes, k-means labels) before the least recently used entries
+#: are removed. One input of the paper's largest size keeps about 40 MB there (up to 256 MiB of
+#: distances), so this holds the grids of about twenty such inputs.
+ARRAY_CACHE_MAX_BYTES = 4 * 2**30
+#: The environment variable that overrides it: a size (``500M``, ``20G``; K, M, G, T are powers
+#: of 1024) or ``none`` for no limit.
+ARRAY_CACHE_MAX_SIZE_ENV = "AUDITORYHUM_CACHE_MAX_SIZE"

@@ -99,3 +99,21 @@ def worker_device(device: str, engine_kw: dict) -> str:
     if device == "auto" and engine_kw.get("engine") == "ray" and (engine_kw.get("gpus_per_actor") or 0) > 0:
         return "cuda"
     return device
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_size(value: Any, param: str) -> int:
+    """A size in bytes from ``value``: a whole number of bytes, or text such as ``500M``, ``1.5G``
+    or ``20GiB`` (K, M, G, T are powers of 1024; a trailing ``B`` or ``iB`` is allowed)."""
+    import re
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ParameterError(param, f"must be a size >= 0, got {value}")
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(value), flags=re.IGNORECASE)
+    if match is None:
+        raise ParameterError(param, f"must be a size such as 500M, 4G or 1048576 (bytes), got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])

