@@ -27,6 +27,14 @@ command (openTSNE's layout, the ``fast-tsne`` extra), in a fresh cache folder of
 total, its ratio to the scikit-learn cold grid, and whether it would meet the cold target are
 printed; it is held to no target (the targets are scikit-learn's, the published plots). Its ids
 and silhouettes must equal the other grids' (only the PNGs differ).
+
+``--modes ...,sklearn`` (after ``cold``) adds the naive baseline and an independent check: the
+grid's 18 clusterings computed as the published scripts compute them, each in a fresh process
+with scikit-learn directly (``AgglomerativeClustering``, ``SpectralEmbedding`` + ``KMeans``,
+``silhouette_score``, and the plot's ``TSNE`` recomputed every time; the drawing itself is left
+out, and the sweep, which the published recipe runs as one process per k, too). Printed: its time
+against the cold grid's 18 clustering commands, and whether every cluster id and printed
+silhouette equals the cold grid's (it must).
 """
 
 import argparse
@@ -44,7 +52,30 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 SIZES = [("advance", 5075, 668), ("ahead", 9968, 435), ("tau2019", 14400, 639)]
 TARGETS = {"cold": 180.0, "warm": 60.0, "new_k": 2.0}
-MODES = ("cold", "warm", "disabled", "cold-opentsne")
+MODES = ("cold", "warm", "disabled", "cold-opentsne", "sklearn")
+# The published scripts' clustering, scikit-learn called directly with the paper's settings
+# (written out here, not taken from the toolkit, so that the check is independent of it).
+PUBLISHED_CLUSTERING = """
+import sys
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.manifold import TSNE, SpectralEmbedding
+from sklearn.metrics import silhouette_score
+npy, algorithm, k, ids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+X = np.load(npy)
+if algorithm == "ag":
+    labels = AgglomerativeClustering(n_clusters=k, metric="euclidean", linkage="ward").fit_predict(X)
+    space = X
+else:
+    space = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=30,
+                              random_state=100).fit_transform(X)
+    labels = KMeans(n_clusters=k, init="k-means++", max_iter=300, random_state=100).fit_predict(space)
+TSNE(n_components=2, perplexity=35.0, early_exaggeration=12.0, learning_rate="auto", max_iter=500,
+     n_iter_without_progress=100, metric="euclidean", init="random", random_state=100).fit_transform(X)
+with open(ids, "w") as f:
+    f.write("".join(f"{int(c)}\\n" for c in labels))
+print(f"Silhouette Score {float(silhouette_score(space, labels, metric='euclidean'))}")
+"""
 WORDS = ("bird car dog wind rain engine voice crowd music traffic water footsteps door horn siren train bell "
          "machine keyboard laughter applause thunder insects baby speech children birds river wave tram bus "
          "metro airport street park shop mall office kitchen fan hum beep click chirp bark roar rustle").split()
@@ -73,12 +104,14 @@ def make_dataset(folder: Path, name: str, n: int, u: int, seed: int):
 
 
 def timed(script, *args):
-    """Run a top-level script in a fresh process; return (seconds, peak RSS bytes, stdout)."""
+    """Run a top-level script (``"-c"``: the code that follows) in a fresh process; return
+    (seconds, peak RSS bytes, stdout)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     env.pop("AUDITORYHUM_RUN_LOG", None)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, stdout=out, stderr=err, env=env)
+        command = [sys.executable, *(["-c"] if script == "-c" else [str(REPO / script)]), *map(str, args)]
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         code = os.waitstatus_to_exitcode(status)
@@ -88,6 +121,25 @@ def timed(script, *args):
     if code != 0:
         raise SystemExit(f"{script} {' '.join(map(str, args))} failed (exit {code}):\n{stderr}")
     return seconds, usage.ru_maxrss * 1024, stdout
+
+
+def run_published(data: Path, out: Path, grid: Path, datasets):
+    """The cold grid's clusterings (18 at full size) with scikit-learn directly (see the module docstring).
+
+    Returns (seconds, peak RSS, printed silhouettes, whether every id file equals the grid's)."""
+    out.mkdir(parents=True, exist_ok=True)
+    total, peak, silhouettes, same_ids = 0.0, 0, {}, True
+    for name, _, u in datasets:
+        with open(grid / f"{name}_sweep_decision.json", encoding="utf-8") as f:
+            chosen = json.load(f)["chosen_k"]
+        for algorithm in ("ag", "spectral"):
+            for k in sorted({2, chosen, u}):
+                ids = out / f"{name}_{algorithm}_{k}.csv"
+                s, rss, stdout = timed("-c", PUBLISHED_CLUSTERING, data / f"{name}.npy", algorithm, k, ids)
+                total, peak = total + s, max(peak, rss)
+                silhouettes[(name, algorithm, k)] = stdout.strip().splitlines()[-1]
+                same_ids = same_ids and ids.read_bytes() == (grid / ids.name).read_bytes()
+    return total, peak, silhouettes, same_ids
 
 
 def run_grid(data: Path, out: Path, cache_flags, datasets, cluster_flags=()):
@@ -128,6 +180,8 @@ def main():
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         parser.error(f"--modes: unknown {', '.join(unknown)}; the modes are {', '.join(MODES)}")
+    if "sklearn" in modes and ("cold" not in modes or modes.index("sklearn") < modes.index("cold")):
+        parser.error("--modes: sklearn compares with the cold grid, so it needs cold before it")
     datasets = [(name, max(60, int(n * args.scale)), max(20, int(u * args.scale))) for name, n, u in SIZES]
     print(f"machine: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f}")
     results = {}
@@ -139,12 +193,23 @@ def main():
         print("datasets: " + ", ".join(f"{name} N = {n}, U = {u}" for name, n, u in datasets))
         cache = tmp / "cache"
         for mode in modes:
+            if mode == "sklearn":
+                total, peak, sil, same_ids = run_published(tmp / "data", tmp / mode, tmp / "cold", datasets)
+                cold_clusterings = sum(s for s, _, kind in results["cold"][3] if kind.startswith(("ag", "spectral")))
+                same_sil = sil == {key: results["cold"][2][key] for key in sil}
+                print(f"{mode:>13}: {total:7.1f} s for the {len(sil)} clusterings with scikit-learn directly (the published "
+                      f"scripts' computation); peak RSS {peak / 2**30:.2f} GiB; the cold grid's {len(sil)}: {cold_clusterings:.1f} s "
+                      f"({total / cold_clusterings:.1f}x faster); cluster ids identical: {same_ids}; "
+                      f"silhouettes identical: {same_sil}", flush=True)
+                if not (same_ids and same_sil):
+                    raise SystemExit("the toolkit's clusterings differ from scikit-learn's")
+                continue
             # openTSNE's grid starts from an empty cache of its own (cold), shared with no other grid.
             flags = (["--no_cache"] if mode == "disabled" else
                      ["--cache_dir", tmp / "cache-opentsne"] if mode == "cold-opentsne" else ["--cache_dir", cache])
             total, peak, times, sil = run_grid(tmp / "data", tmp / mode, flags, datasets,
                                                ["--tsne", "opentsne"] if mode == "cold-opentsne" else [])
-            results[mode] = (total, peak, sil)
+            results[mode] = (total, peak, sil, times)
             slowest = ", ".join(f"{label} {s:.1f} s" for s, label, _ in sorted(times, reverse=True)[:4])
             print(f"{mode:>13} grid: {total:7.1f} s for {len(times)} commands; peak RSS {peak / 2**30:.2f} GiB; slowest: {slowest}")
             kinds = {}
