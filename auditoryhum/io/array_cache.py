@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, List, Mapping, Optional, Union
+from typing import Callable, Collection, Iterator, List, Mapping, Optional, Union
 
 import numpy as np
 
@@ -250,20 +250,31 @@ class ArrayCache:
                 f"{len(removed)} least recently used entr{'y' if len(removed) == 1 else 'ies'} "
                 f"({size_text(sum(e.size for e in removed))}); ${ARRAY_CACHE_MAX_SIZE_ENV} sets the limit")
 
-    def _kind_folders(self) -> List[os.DirEntry]:
+    def _files(self, name: "re.Pattern") -> Iterator[os.DirEntry]:
+        """The files of every kind's folder whose name matches ``name`` (links never followed).
+
+        A folder or file that cannot be read, or that another run removes meanwhile, is passed
+        over: the cache only saves time, so looking at it never fails a run.
+        """
         try:
-            return [e for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+            folders = [e for e in os.scandir(self.root) if e.is_dir(follow_symlinks=False)]
+        except OSError:  # no cache yet, a file in its place, or unreadable
+            return
+        for folder in folders:
+            try:
+                candidates = list(os.scandir(folder.path))
+            except OSError:
+                continue
+            for entry in candidates:
+                with contextlib.suppress(OSError):
+                    if name.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                        yield entry
 
     def _total_bytes(self) -> int:
         total = 0
-        for folder in self._kind_folders():
+        for entry in self._files(ENTRY_NAME):
             with contextlib.suppress(OSError):
-                for entry in os.scandir(folder.path):
-                    if ENTRY_NAME.fullmatch(entry.name):
-                        with contextlib.suppress(OSError):
-                            total += entry.stat(follow_symlinks=False).st_size
+                total += entry.stat(follow_symlinks=False).st_size
         return total
 
     def entries(self) -> List[CacheEntry]:
@@ -273,24 +284,15 @@ class ArrayCache:
         starts with this cache's header: nothing else in the folder is ever listed or removed.
         """
         found = []
-        for folder in self._kind_folders():
+        for entry in self._files(ENTRY_NAME):
             try:
-                candidates = list(os.scandir(folder.path))
-            except OSError:
+                stat = entry.stat(follow_symlinks=False)
+                with open(entry.path, "rb") as f:
+                    head = f.read(len(_MAGIC))
+            except OSError:  # removed meanwhile by another run, or unreadable: not ours to judge
                 continue
-            for entry in candidates:
-                if not ENTRY_NAME.fullmatch(entry.name):
-                    continue
-                try:
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    stat = entry.stat(follow_symlinks=False)
-                    with open(entry.path, "rb") as f:
-                        head = f.read(len(_MAGIC))
-                except OSError:  # removed meanwhile by another run, or unreadable: not ours to judge
-                    continue
-                if head == _MAGIC:
-                    found.append(CacheEntry(Path(entry.path), folder.name, stat.st_size, stat.st_mtime))
+            if head == _MAGIC:
+                found.append(CacheEntry(Path(entry.path), Path(entry.path).parent.name, stat.st_size, stat.st_mtime))
         found.sort(key=lambda e: (e.used, str(e.path)))
         return found
 
@@ -298,13 +300,10 @@ class ArrayCache:
         """Temporary files of entry writes that never finished (a killed run), older than ``older_than_s``."""
         cutoff = time.time() - older_than_s
         found = []
-        for folder in self._kind_folders():
+        for entry in self._files(_PARTIAL_NAME):
             with contextlib.suppress(OSError):
-                for entry in os.scandir(folder.path):
-                    if _PARTIAL_NAME.fullmatch(entry.name):
-                        with contextlib.suppress(OSError):
-                            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                                found.append(Path(entry.path))
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    found.append(Path(entry.path))
         return sorted(found)
 
     def prune(self, max_bytes: int, keep: Collection[Path] = (), dry_run: bool = False) -> List[CacheEntry]:
