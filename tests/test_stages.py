@@ -418,6 +418,8 @@ ALIASES = {
     "DEFAULT_TSNE_METHOD": [("auditoryhum.stages.cluster", "DEFAULT_TSNE_METHOD"), ("auditoryhum.pipeline", "DEFAULT_TSNE_METHOD")],
     "OPENTSNE_OPTIONS": [("auditoryhum.clustering", "OPENTSNE_OPTIONS")],
     "OPENTSNE_FFT_MIN_ROWS": [("auditoryhum.clustering", "OPENTSNE_FFT_MIN_ROWS")],
+    "ARRAY_CACHE_MAX_BYTES": [("auditoryhum.io.array_cache", "ARRAY_CACHE_MAX_BYTES")],
+    "ARRAY_CACHE_MAX_SIZE_ENV": [("auditoryhum.io.array_cache", "ARRAY_CACHE_MAX_SIZE_ENV")],
     "LABELLER_BATCH_SIZE": [("auditoryhum.models.labeller", "DEFAULT_BATCH_SIZE")],
     "LONG_AUDIO_CHOICES": [("auditoryhum.models.labeller", "LONG_AUDIO_CHOICES")],
     "TOWER_BATCH_SIZE": [("auditoryhum.models.tower_embed", "DEFAULT_BATCH_SIZE")],
