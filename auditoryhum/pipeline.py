@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from auditoryhum.console import note
@@ -202,10 +202,17 @@ def _in_stage(name: str, exc: UserError) -> UserError:
     from auditoryhum.errors import ParameterError
     from auditoryhum.stages._base import MentionError, mention
 
-    if isinstance(exc, MentionError):
-        return MentionError(f"stage {name}: {exc.text}")
+    from auditoryhum.errors import _MENTION
+
     if isinstance(exc, ParameterError):
-        return MentionError(f"stage {name}: {mention(exc.param)} {exc.problem}")
+        text = exc.text if isinstance(exc, MentionError) else f"{mention(exc.param)} {exc.problem}"
+        # A stage parameter that is no option of the run (output_dir, csv3) is named as itself, never
+        # shown as a flag auditoryhum run does not have.
+        run_options = {f.name for f in fields(RunOptions)}
+        text = _MENTION.sub(lambda m: m.group(0) if m.group(1) in run_options else m.group(1), text)
+        if _MENTION.search(text):
+            return MentionError(f"stage {name}: {text}")
+        return UserError(f"stage {name}: {text}")
     return UserError(f"stage {name}: {exc}")
 
 
@@ -385,9 +392,17 @@ def build_steps(opts: RunOptions) -> List[Step]:
 
     source_clips = expand_glob(opts.filedir, "filedir")
     if opts.resample:
-        from auditoryhum.resample import plan_destinations
+        from auditoryhum.errors import MentionError, mention
+        from auditoryhum.resample import mirror_destinations, overwritten_source
 
-        clips = plan_destinations(source_clips, at["clips"])
+        clips = mirror_destinations(source_clips, at["clips"])
+        clash = overwritten_source(source_clips, clips)
+        if clash is not None:
+            # Said in run's own terms: the stage's output_dir is no flag of auditoryhum run.
+            raise MentionError(
+                f"stage resample: the resampled copies in {mention('out_dir')} {opts.out_dir} would overwrite the "
+                f"clips of {mention('filedir')} (e.g. {clash}); choose an {mention('out_dir')} outside the clips' "
+                f"folders or a {mention('filedir')} that does not match the run's own clips_16k")
         steps.append(Step(
             "resample", "convert copies of the clips to 16 kHz mono s16",
             inputs={"filedir": source_clips}, outputs={"clips": clips}, options={},

@@ -486,16 +486,33 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
 
 
-def convert_file(source: str, destination: str, target: Target) -> Outcome:
+def convert_file(source: str, destination: str, target: Target, in_place: Optional[bool] = None) -> Outcome:
     """Convert one file to ``target`` at ``destination`` (which may be ``source`` itself).
+
+    ``in_place``: whether replacing ``source`` is intended (default: when ``destination`` is the
+    same path as ``source``). A copy whose destination turns out to be the source itself (through
+    a symbolic or hard link) fails instead of replacing the original. In place, the source is
+    replaced only if it is still the file that was read, with the same size, modification time,
+    inode and bytes (:func:`~auditoryhum.io.atomic.file_state`): a clip that another program is
+    still writing fails and is left as it is.
 
     Never raises for a bad file: the failure is returned and the source is left untouched.
     """
     import soundfile as sf
 
+    from auditoryhum.io.atomic import file_state
+    from auditoryhum.io.guard import path_identity, same_file
+
+    if in_place is None:
+        in_place = os.path.abspath(source) == os.path.abspath(destination)
     try:
+        if not in_place and same_file(path_identity(source), path_identity(destination)):
+            raise UserError(f"{source}: its copy {destination} would be the clip itself (through a link); "
+                            f"left untouched, choose an output folder outside the clips' folders")
         remove_stale_partials(destination)
         check_readable(source)
+        # Before anything is read: what the in-place replacement must still find at the end.
+        read_state = file_state(source) if in_place else None
         if os.path.getsize(source) == 0:
             raise AudioDecodeError(f"{source}: empty file (0 bytes)")
         try:
@@ -505,7 +522,6 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
         # Checked before the format: a header-only file already in the target format is no clip either.
         if info.frames == 0:
             raise AudioDecodeError(f"{source}: holds no audio samples (zero-length file)")
-        in_place = os.path.realpath(source) == os.path.realpath(destination)
         if _is_target_format(info, target):
             if not in_place:
                 with open(source, "rb") as src, atomic_write(destination, "wb", verify=_check_parent) as dst:
@@ -543,7 +559,7 @@ def convert_file(source: str, destination: str, target: Target) -> Outcome:
             _verify(tmp, samples.shape[0], target, destination)
             _check_parent(tmp)
 
-        with atomic_write(real, "wb", verify=verify, permissions=permissions) as f:
+        with atomic_write(real, "wb", verify=verify, permissions=permissions, expect=read_state) as f:
             f.write(encoded.getbuffer())
         del encoded
         remark = (f"{source}: {info.subtype} is a lossy codec, so {mention('bits')} does not apply; "
@@ -580,18 +596,52 @@ def _verify(written: str, frames: int, target: Target, destination: str = "") ->
 
 
 def plan_destinations(sources: Sequence[str], output_dir: Optional[str]) -> List[str]:
-    """In place (no ``output_dir``), or mirrored under ``output_dir`` relative to the sources' common folder."""
+    """In place (no ``output_dir``), or mirrored under ``output_dir`` relative to the sources' common folder.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``output_dir`` when a destination is one of the sources (:func:`overwritten_source`):
+        writing there would replace the user's original clip.
+    """
     if output_dir is None:
         return list(sources)
+    destinations = mirror_destinations(sources, output_dir)
+    clash = overwritten_source(sources, destinations)
+    if clash is not None:
+        raise ParameterError("output_dir", f"{output_dir} would overwrite the inputs (e.g. {clash}); "
+                                           f"choose a folder outside the clips' folders")
+    return destinations
+
+
+def mirror_destinations(sources: Sequence[str], output_dir: str) -> List[str]:
+    """Each source's path under ``output_dir``, relative to the sources' common folder (unchecked)."""
     absolute = [os.path.abspath(s) for s in sources]
     root = os.path.commonpath([os.path.dirname(a) for a in absolute])
     out = os.path.abspath(output_dir)
-    destinations = [os.path.join(out, os.path.relpath(a, root)) for a in absolute]
-    clash = set(absolute) & set(destinations)
-    if clash:
-        raise ParameterError("output_dir", f"{output_dir} would overwrite the inputs (e.g. {sorted(clash)[0]}); "
-                                           f"choose another folder")
-    return destinations
+    return [os.path.join(out, os.path.relpath(a, root)) for a in absolute]
+
+
+def overwritten_source(sources: Sequence[str], destinations: Sequence[str]) -> Optional[str]:
+    """The first destination that is one of the sources (shown with what it resolves to), or None.
+
+    Compared by resolved path and by inode, not by absolute path: a symbolic link (to the output
+    folder, a parent, or the clip itself), a hard link, ``..`` or a relative alias all reach the
+    same file, and converting "a copy" there would replace the original.
+    """
+    from auditoryhum.io.guard import path_identity
+
+    source_paths, source_inodes = set(), set()
+    for source in sources:
+        real, inode = path_identity(source)
+        source_paths.add(real)
+        if inode is not None:
+            source_inodes.add(inode)
+    for destination in destinations:
+        real, inode = path_identity(destination)
+        if real in source_paths or (inode is not None and inode in source_inodes):
+            return destination if real == destination else f"{destination}, which is {real}"
+    return None
 
 
 def convert_files(sources: Sequence[str], target: Target, output_dir: Optional[str] = None, jobs: int = 1) -> List[Outcome]:
@@ -602,10 +652,11 @@ def convert_files(sources: Sequence[str], target: Target, output_dir: Optional[s
     outcomes: List[Optional[Outcome]] = [None] * len(sources)
     if jobs <= 1:
         for i in progress(range(len(sources)), desc="resample", total=len(sources)):
-            outcomes[i] = convert_file(sources[i], destinations[i], target)
+            outcomes[i] = convert_file(sources[i], destinations[i], target, in_place=output_dir is None)
     else:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(convert_file, s, d, target): i for i, (s, d) in enumerate(zip(sources, destinations))}
+            futures = {pool.submit(convert_file, s, d, target, output_dir is None): i
+                       for i, (s, d) in enumerate(zip(sources, destinations))}
             for future in progress(as_completed(futures), desc="resample", total=len(futures)):
                 outcomes[futures[future]] = future.result()
     return outcomes  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator, Optional, Union
 
@@ -38,6 +39,46 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+@dataclass(frozen=True)
+class FileState:
+    """What a file was when it was read: which file (device, inode) and which content (size,
+    modification time, digest of its bytes). See :func:`file_state`."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    digest: Optional[str]
+
+    def change_from(self, other: "FileState") -> Optional[str]:
+        """How ``other`` (the file now) differs from this state, in words, or None if it does not."""
+        if (other.device, other.inode) != (self.device, self.inode):
+            return "it was replaced by another file"
+        if other.size != self.size:
+            return f"its size went from {self.size} to {other.size} bytes"
+        if other.mtime_ns != self.mtime_ns:
+            return "it was modified"
+        if other.digest != self.digest:
+            return "its bytes changed"
+        return None
+
+
+def file_state(path: Union[str, Path]) -> FileState:
+    """The :class:`FileState` of ``path`` now (symbolic links followed). Raises ``OSError``.
+
+    Taken before a file is read and compared again right before the file is replaced (see
+    ``expect`` of :func:`atomic_write`): a clip that another program is still writing or has
+    swapped meanwhile must not be replaced by a conversion of what was read earlier, which would
+    throw away everything written since.
+    """
+    from auditoryhum.io.checkpoint import file_digest  # imports this module: imported here
+
+    st = os.stat(path)
+    # The digest catches a rewrite that kept the size and the modification time (a tool that
+    # restores mtimes, a coarse file-system clock); hashing is cheap next to decoding the clip.
+    return FileState(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, file_digest(os.fspath(path)))
+
+
 @contextlib.contextmanager
 def atomic_write(
     target: Union[str, Path],
@@ -45,6 +86,7 @@ def atomic_write(
     encoding: str = "utf-8",
     verify: Optional[Callable[[str], None]] = None,
     permissions: Optional[int] = None,
+    expect: Optional[FileState] = None,
 ) -> Iterator[IO]:
     """Open a temporary file beside ``target`` and move it into place when the block succeeds.
 
@@ -56,11 +98,16 @@ def atomic_write(
     ``permissions`` (e.g. ``0o444``) are given to the new file; by default those of a normal
     write (``0o666`` less the umask).
 
+    ``expect``, when given, is the :func:`file_state` of ``target`` when its content was read:
+    it is taken again as the last step before the rename, and the replacement is vetoed when the
+    target is no longer that file with those bytes (a file another program is still writing).
+
     Raises
     ------
     UserError
         ``cannot write <target>: <cause>`` when the folder cannot be written, the disk is full
-        or read-only, or the rename fails; ``target`` is then unchanged.
+        or read-only, or the rename fails; ``<target>: changed since it was read (<how>); left
+        untouched; ...`` when ``expect`` no longer holds. ``target`` is then unchanged.
     """
     if mode not in ("w", "wb"):
         raise ValueError("atomic_write mode must be 'w' or 'wb'")
@@ -105,6 +152,8 @@ def atomic_write(
             permissions = 0o666 & ~umask
         try:
             os.chmod(tmp, permissions)
+            if expect is not None:
+                _check_unchanged(target, expect)
             os.replace(tmp, target)
         except OSError as exc:
             raise UserError(f"cannot write {target}: {describe_os_error(exc)}; it was left as it was") from None
@@ -112,6 +161,21 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _check_unchanged(target: Path, expect: FileState) -> None:
+    """Veto the replacement of ``target`` unless it still is the file, with the bytes, that was read.
+
+    Run as the very last step before ``os.replace``; a writer that changes the file in the
+    microseconds between this check and the rename is not caught (no lock binds other programs).
+    """
+    try:
+        change = expect.change_from(file_state(target))
+    except OSError as exc:
+        change = f"it can no longer be read: {describe_os_error(exc)}"
+    if change is not None:
+        raise UserError(f"{target}: changed since it was read ({change}); left untouched, so nothing written "
+                        f"to it is lost; rerun once nothing else writes to it")
 
 
 def write_text(target: Union[str, Path], text: str) -> None:

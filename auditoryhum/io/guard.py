@@ -54,8 +54,13 @@ def _paths(value: PathArg) -> List[str]:
     return out
 
 
-def _identity(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
-    """The resolved path and, for an existing file, its (device, inode) to catch hard links."""
+def path_identity(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
+    """The resolved path and, for an existing file, its (device, inode) to catch hard links.
+
+    Every comparison of two paths goes through this and :func:`same_file`: absolute paths are not
+    enough (``alias/clips`` with ``alias`` a link to ``run`` is ``run/clips``; a hard link is one
+    file under two names).
+    """
     real = os.path.realpath(path)
     try:
         st = os.stat(real)
@@ -64,7 +69,8 @@ def _identity(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
     return real, (st.st_dev, st.st_ino)
 
 
-def _same(a: Tuple[str, Optional[Tuple[int, int]]], b: Tuple[str, Optional[Tuple[int, int]]]) -> bool:
+def same_file(a: Tuple[str, Optional[Tuple[int, int]]], b: Tuple[str, Optional[Tuple[int, int]]]) -> bool:
+    """Whether two :func:`path_identity` values are one file (or, when missing, one path)."""
     return a[0] == b[0] or (a[1] is not None and a[1] == b[1])
 
 
@@ -97,12 +103,12 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
     input_ids: List[Tuple[str, str, Tuple[str, Optional[Tuple[int, int]]]]] = []
     for name, value in inputs.items():
         for path in _paths(value):
-            input_ids.append((name, path, _identity(path)))
+            input_ids.append((name, path, path_identity(path)))
 
     seen: List[Tuple[str, str, Tuple[str, Optional[Tuple[int, int]]]]] = []
     for name, value in outputs.items():
         for path in _paths(value):
-            ident = _identity(path)
+            ident = path_identity(path)
             real = ident[0]
             if os.path.isdir(real):
                 raise MentionError(
@@ -118,12 +124,12 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
                     f"{_named(name)} cannot be written: {parent} is a file, not a folder ({path}); "
                     f"choose another path for {_named(name)}")
             for in_name, in_path, in_ident in input_ids:
-                if _same(ident, in_ident):
+                if same_file(ident, in_ident):
                     raise MentionError(
                         f"{_named(name)} is the same file as input {_named(in_name)} ({in_path}); writing "
                         f"it would destroy the input; choose another path for {_named(name)}")
             for out_name, out_path, out_ident in seen:
-                if _same(ident, out_ident):
+                if same_file(ident, out_ident):
                     raise MentionError(
                         f"{_named(name)} is the same file as output {_named(out_name)} ({out_path}); one "
                         f"would overwrite the other; give {_named(name)} its own path")
