@@ -66,7 +66,7 @@ GEMINI_BASE_URL_ENV_VAR = "GOOGLE_GEMINI_BASE_URL"
 #: large N. Only the plot's layout differs: cluster ids and silhouettes never use it.
 TSNE_METHODS = ("sklearn", "opentsne")
 DEFAULT_TSNE_METHOD = "sklearn"
-#: openTSNE's settings of the toolkit's own; :data:`auditoryhum.clustering.OPENTSNE_PARAMS` adds
+#: openTSNE's settings of the toolkit's own; :data:`auditoryhum.clustering.algorithms.OPENTSNE_PARAMS` adds
 #: the recipe's (:data:`auditoryhum.recipe.TSNE_PARAMS`: perplexity, early exaggeration, learning
 #: rate "auto", random init, seed, metric; 500 iterations in all). scikit-learn's 500 iterations
 #: are 250 of early exaggeration (its fixed exploration phase, momentum 0.5) then the rest
@@ -100,3 +100,24 @@ ARRAY_CACHE_MAX_BYTES = 4 * 2**30
 #: The environment variable that overrides it: a size (``500M``, ``20G``; K, M, G, T are powers
 #: of 1024) or ``none`` for no limit.
 ARRAY_CACHE_MAX_SIZE_ENV = "AUDITORYHUM_CACHE_MAX_SIZE"
+
+# --- an OpenAI-compatible server (vLLM) as the labeller or namer (``--server``) --------------
+#: Requests in flight at once over all servers (``--concurrency``): vLLM batches whatever is in
+#: flight, so a few per server keep it busy; more only queue on the server.
+SERVER_CONCURRENCY = 8
+#: Seconds one request may take (a loaded server queues requests, so this is generous).
+SERVER_TIMEOUT_S = 300.0
+#: Seconds the check before any work (``GET /v1/models``, one probe request) may take per server.
+SERVER_CHECK_TIMEOUT_S = 10.0
+#: Retries of a request after 408, 429, 500, 502, 503, 504, a timeout or a dropped connection.
+SERVER_MAX_RETRIES = 4
+#: First back-off delay; doubled per retry up to GEMINI_RETRY_MAX_DELAY_S (the same back-off rule).
+SERVER_RETRY_BASE_DELAY_S = 1.0
+#: Stop the run after this many items in a row failed after their retries (the server is down).
+SERVER_MAX_CONSECUTIVE_FAILURES = 10
+#: Where the server's API key is read from, first set wins (never a flag: a flag shows in the
+#: process list). Sent as ``Authorization: Bearer``; never printed or recorded.
+SERVER_API_KEY_ENV_VARS = ("AUDITORYHUM_SERVER_API_KEY", "OPENAI_API_KEY")
+#: Named ``--format_regex`` presets. ``word_pairs``: the paper's format, lower-case word pairs
+#: separated by ", " (what the published post-processing makes of a well-formed answer).
+FORMAT_REGEX_PRESETS = {"word_pairs": r"[a-z]+ [a-z]+(, [a-z]+ [a-z]+)*"}

@@ -108,7 +108,13 @@ class Manifest:
             note(f"the manifest {self.path} is unreadable; every step is checked again from scratch")
             return
         if isinstance(document, dict) and document.get("manifest") == MANIFEST_FORMAT and isinstance(document.get("steps"), dict):
-            self.steps = document["steps"]
+            self.steps = {}
+            for name, record in document["steps"].items():
+                if _well_formed(record):
+                    self.steps[name] = record
+                else:
+                    # Like a truncated manifest: the record cannot vouch for anything, so the step reruns.
+                    note(f"the manifest {self.path} holds a malformed record of step {name}; that step runs again")
         else:
             note(f"the manifest {self.path} is from another version; every step runs again")
 
@@ -117,6 +123,21 @@ class Manifest:
 
         document = {"manifest": MANIFEST_FORMAT, "steps": self.steps}
         write_text(self.path, json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _well_formed(record: Any) -> bool:
+    """Whether a manifest record has the shape :func:`execute` writes (anything else is hand-edited or
+    damaged): a mapping whose options, inputs and outputs are mappings of text digests."""
+    if not isinstance(record, dict):
+        return False
+    for part in ("options", "inputs", "outputs"):
+        if not isinstance(record.get(part, {}), dict):
+            return False
+    for part in ("inputs", "outputs"):
+        # A digest is text, or null for a file that was missing when the step was recorded.
+        if not all(v is None or isinstance(v, str) for v in record.get(part, {}).values()):
+            return False
+    return record.get("summary") is None or isinstance(record.get("summary"), str)
 
 
 def stale_reason(step: Step, record: Optional[Dict[str, Any]], inputs: Dict[str, PathArg]) -> Optional[str]:
@@ -382,7 +403,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
     """The stages of a run of ``opts``, in order (nothing runs here)."""
     import auditoryhum as ah
     from auditoryhum.io.audio import expand_glob
-    from auditoryhum.sweep import decision_path
+    from auditoryhum.clustering.k_sweep import decision_path
 
     out = opts.out_dir
     at = {key: os.path.join(out, name) for key, name in LAYOUT.items()}
@@ -519,7 +540,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
     def final_k() -> Optional[int]:
         if opts.n_clusters is not None:
             return opts.n_clusters
-        from auditoryhum.sweep import read_decision
+        from auditoryhum.clustering.k_sweep import read_decision
 
         document, why = read_decision(at["sweep"])
         if document is None or document.get("chosen_k") is None:
@@ -627,23 +648,51 @@ def options_from_args(args) -> RunOptions:
     "clips/*.wav"``, ``resample = true``); a flag given on the command line overrides its key.
     Relative paths in the file are taken relative to the current folder, as flags are.
     """
-    from dataclasses import fields
+    import typing
 
-    from dataclasses import MISSING
-
-    defaults = {f.name: (None if f.default is MISSING else f.default) for f in fields(RunOptions)}
-    values = {name: getattr(args, name, None) for name in defaults}
+    names = [f.name for f in fields(RunOptions)]
+    # run's parser leaves a flag that was not given out of ``args`` (argparse.SUPPRESS, see
+    # cli/run.py), so "given" is known exactly: a flag given at its default value
+    # (--engine local, --tsne sklearn) still overrides the file. None is never a given value.
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    values: Dict[str, Any] = {}
     if getattr(args, "config", None):
-        # A flag left at its default does not override the file (argparse cannot tell "not given").
-        for key, value in read_config(args.config, list(defaults)).items():
-            if values.get(key) is None or values.get(key) == defaults[key]:
-                values[key] = value
-    values = {k: v for k, v in values.items() if v is not None}
+        values.update(read_config(args.config, names, typing.get_type_hints(RunOptions)))
+    values.update(given)
     return RunOptions(**{"filedir": values.pop("filedir", ""), "out_dir": values.pop("out_dir", ""), **values})
 
 
-def read_config(path: str, known: Sequence[str]) -> Dict[str, Any]:
-    """The options in a TOML file; an unknown key or a bad file is one line naming it."""
+def _config_type(hint: Any) -> Optional[type]:
+    """The TOML value type an option's annotation asks for (``Optional[int]`` -> int), or None (any)."""
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Union and len(args) == 1:
+        hint = args[0]
+    return hint if hint in (bool, int, float, str) else None
+
+
+#: How a config file must write a value of each type (the error says it).
+_CONFIG_SPELLING = {bool: "true or false (a TOML boolean, without quotes)", int: "a whole number",
+                    float: "a number", str: "a string (in quotes)"}
+
+
+def _toml_value(value: Any) -> str:
+    """A config value as the error shows it: its TOML kind and a short repr."""
+    kind = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+            dict: "table"}.get(type(value), type(value).__name__)
+    shown = json.dumps(value, default=str, ensure_ascii=False)
+    return f"the {kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+
+
+def read_config(path: str, known: Sequence[str], types: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The options in a TOML file; an unknown key, a value of the wrong type or a bad file is one
+    line naming it.
+
+    ``types`` maps a key to its option's annotation (``bool``, ``Optional[int]``, ...): a value
+    must be of that TOML type, booleans must be TOML booleans (``resample = "no"`` is refused,
+    not read as true), a whole number is accepted for a float option.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -661,4 +710,13 @@ def read_config(path: str, known: Sequence[str]) -> Dict[str, Any]:
     if unknown:
         raise UserError(f"config file {path}: unknown option(s) {', '.join(unknown)}; "
                         f"the keys are the flags of auditoryhum run without dashes")
+    for key, value in config.items():
+        want = _config_type((types or {}).get(key))
+        if want is None:
+            continue
+        # bool is an int in Python: checked apart, so true is no number and 1 no boolean.
+        ok = (isinstance(value, bool) if want is bool
+              else not isinstance(value, bool) and isinstance(value, (int, float) if want is float else want))
+        if not ok:
+            raise UserError(f"config file {path}: {key} must be {_CONFIG_SPELLING[want]}, got {_toml_value(value)}")
     return {k: v for k, v in config.items() if k in known}

@@ -143,7 +143,7 @@ class BoostData:
 @dataclass
 class SweepData:
     """The k-sweep table and the decision the sweep recorded beside it
-    (``<table minus .csv>_decision.json``, :func:`auditoryhum.sweep.read_decision`).
+    (``<table minus .csv>_decision.json``, :func:`auditoryhum.clustering.k_sweep.read_decision`).
 
     The report never decides k itself: without a decision file (a table from an older
     ``cluster_sweep.py``) ``chosen_k``, ``best_silhouette_k`` and ``penalty`` are ``None`` and
@@ -391,7 +391,7 @@ def _gather_sweep(report: ReportData) -> None:
         report.problem("sweep", f"sweep table {path} holds no rows")
         return
     ks, sil, adj = table["k"], table["silhouette"], table["adjusted"]
-    from auditoryhum.sweep import read_decision
+    from auditoryhum.clustering.k_sweep import read_decision
 
     decision, why = read_decision(path)
     chosen = best = penalty = None
@@ -741,7 +741,7 @@ def render_clusters(report: ReportData) -> str:
         )
     rows = data.rows
     n_noise = next((r.size for r in rows if r.cluster == -1), 0) or 0
-    # -2: clips without a label (auditoryhum.clustering.NO_LABEL_CLUSTER), left out of clustering.
+    # -2: clips without a label (auditoryhum.clustering.algorithms.NO_LABEL_CLUSTER), left out of clustering.
     n_no_label = next((r.size for r in rows if r.cluster == -2), 0) or 0
     n_clusters = sum(1 for r in rows if r.cluster >= 0)
     items = [_figure("n-clusters", "Clusters", str(n_clusters), n_clusters)]

@@ -8,7 +8,7 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.manifold import TSNE, SpectralEmbedding
 from sklearn.metrics import silhouette_score
 
-from auditoryhum import clustering as cl
+from auditoryhum.clustering import algorithms as cl
 from auditoryhum.io.array_cache import ArrayCache, rows_digest
 from auditoryhum.stages.cluster import cluster
 
@@ -193,7 +193,7 @@ def test_unwritable_cache_is_a_note_not_a_failure(tmp_path, rows_npy):
 def test_distinct_row_silhouette_is_bitwise_sklearns():
     import sklearn
 
-    from auditoryhum.silhouette import silhouette_samples, silhouette_score_distinct
+    from auditoryhum.clustering.silhouette import silhouette_samples, silhouette_score_distinct
 
     X = label_rows(4200, 150, dim=16, seed=5)
     Z = cl.ward_tree(X)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from auditoryhum import clustering
+from auditoryhum.clustering import algorithms as clustering
 from auditoryhum.errors import UserError
 from conftest import assert_one_line_error, run_script
 
@@ -362,7 +362,7 @@ def test_spec_ag_script_end_to_end(tmp_path, blob_npy):
 def test_the_overflow_check_is_exact_where_its_quick_bound_is_not():
     """check_scale's quick bound (D * max|x|^2) fails for wide sparse rows that are safe: the
     exact squared norms then decide, refusing only rows whose distances really overflow."""
-    from auditoryhum.clustering import check_scale
+    from auditoryhum.clustering.algorithms import check_scale
 
     X = np.zeros((4, 1000), dtype=np.float32)
     X[0, 0], X[1, 1] = 1e18, -1e18  # squared norms 1e36: 4 * 1e36 * 4 rows fits float32

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditoryhum import clustering, run_log
+from auditoryhum import run_log
+from auditoryhum.clustering import algorithms as clustering
 from auditoryhum.io.artefacts import SelectionRow, read_taxonomy_csv, write_selection, write_sweep_csv
 from auditoryhum.report import (
     ReportInputs,
@@ -120,7 +121,7 @@ def test_review_threshold_from_a_selection_is_its_highest_score():
 
 def _sweep_table(path, ks, sil, penalty, decision=True):
     """A sweep table as cluster_sweep.py writes it, with (or, like an older sweep, without) its decision file."""
-    from auditoryhum import sweep as sw
+    from auditoryhum.clustering import k_sweep as sw
 
     ks = np.asarray(ks)
     sil = np.asarray(sil, dtype=float)

@@ -1,4 +1,4 @@
-"""auditoryhum.silhouette against scikit-learn: the same bits on every route."""
+"""auditoryhum.clustering.silhouette against scikit-learn: the same bits on every route."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from sklearn.metrics import silhouette_samples as sk_samples
 from sklearn.metrics import silhouette_score as sk_score
 from sklearn.metrics.pairwise import euclidean_distances as sk_euclidean
 
-from auditoryhum import silhouette as sil
+from auditoryhum.clustering import silhouette as sil
 
 
 def repeated_rows(n, n_distinct, dim, seed, dtype=np.float32):

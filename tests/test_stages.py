@@ -413,11 +413,11 @@ def test_flag_of_uses_the_parser_dest():
 # defaults.py name -> the (module, name) places that take it from auditoryhum.defaults under
 # their own name (aliases kept for callers): each must be the very same object, not a copy.
 ALIASES = {
-    "TSNE_METHODS": [("auditoryhum.clustering", "TSNE_METHODS"), ("auditoryhum.stages.cluster", "TSNE_METHODS"),
+    "TSNE_METHODS": [("auditoryhum.clustering.algorithms", "TSNE_METHODS"), ("auditoryhum.stages.cluster", "TSNE_METHODS"),
                      ("auditoryhum.pipeline", "TSNE_METHODS")],
     "DEFAULT_TSNE_METHOD": [("auditoryhum.stages.cluster", "DEFAULT_TSNE_METHOD"), ("auditoryhum.pipeline", "DEFAULT_TSNE_METHOD")],
-    "OPENTSNE_OPTIONS": [("auditoryhum.clustering", "OPENTSNE_OPTIONS")],
-    "OPENTSNE_FFT_MIN_ROWS": [("auditoryhum.clustering", "OPENTSNE_FFT_MIN_ROWS")],
+    "OPENTSNE_OPTIONS": [("auditoryhum.clustering.algorithms", "OPENTSNE_OPTIONS")],
+    "OPENTSNE_FFT_MIN_ROWS": [("auditoryhum.clustering.algorithms", "OPENTSNE_FFT_MIN_ROWS")],
     "ARRAY_CACHE_MAX_BYTES": [("auditoryhum.io.array_cache", "ARRAY_CACHE_MAX_BYTES")],
     "ARRAY_CACHE_MAX_SIZE_ENV": [("auditoryhum.io.array_cache", "ARRAY_CACHE_MAX_SIZE_ENV")],
     "LABELLER_BATCH_SIZE": [("auditoryhum.models.labeller", "DEFAULT_BATCH_SIZE")],

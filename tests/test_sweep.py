@@ -1,4 +1,4 @@
-"""The k sweep (auditoryhum.sweep, cluster_sweep.py): exactness against scikit-learn, the Ward
+"""The k sweep (auditoryhum.clustering.k_sweep, cluster_sweep.py): exactness against scikit-learn, the Ward
 tree and its cuts, duplicate rows below and above the number of distinct rows, the lambda
 path, the outputs and the one-line errors."""
 
@@ -10,9 +10,9 @@ from scipy.cluster.hierarchy import ward
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from auditoryhum import sweep as sw
+from auditoryhum.clustering import k_sweep as sw
 from auditoryhum.cli import sweep as cli_sweep
-from auditoryhum.clustering import kmeans as kmeans_one, spectral as spectral_one
+from auditoryhum.clustering.algorithms import kmeans as kmeans_one, spectral as spectral_one
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import read_cluster_ids, read_sweep_csv
 

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from auditoryhum import clustering as cl
-from auditoryhum.clustering import OPENTSNE_PARAMS
+from auditoryhum.clustering import algorithms as cl
+from auditoryhum.clustering.algorithms import OPENTSNE_PARAMS
 from auditoryhum.defaults import DEFAULT_TSNE_METHOD, OPENTSNE_FFT_MIN_ROWS, TSNE_METHODS
 from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.io.array_cache import ArrayCache, rows_digest
@@ -76,7 +76,7 @@ def test_opentsne_layout_is_the_same_bits_in_two_processes_and_with_one_thread(t
     # there), forced here on the small input through the threshold.
     threshold = 0 if gradient == "fft" else N_ROWS + 1
     np.save(tmp_path / "x.npy", rows)
-    code = ("import hashlib, sys, numpy as np; import auditoryhum.clustering as cl; "
+    code = ("import hashlib, sys, numpy as np; import auditoryhum.clustering.algorithms as cl; "
             "cl.OPENTSNE_FFT_MIN_ROWS = int(sys.argv[2]); "
             "Y = cl.tsne_2d(np.load(sys.argv[1]), method='opentsne'); print(hashlib.sha256(Y.tobytes()).hexdigest())")
     digests = []

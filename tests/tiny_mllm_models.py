@@ -146,10 +146,21 @@ def _save_variants(model, processor, folder: Path, family_key: str, end_token_id
 # ---------------------------------------------------------------------------------------
 # Qwen2-Audio
 
+#: Text attention of the tiny models built for vLLM (``vllm=True``): its CPU attention kernels
+#: take head sizes 32, 64, 80, ... only (8 and 16 fail at the first forward with "Unsupported CPU
+#: attention configuration"), so the 64-wide text model gets 2 heads of 32 instead of 4 of 16.
+VLLM_TEXT_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 32}
 
-def build_qwen2_audio(folder, seed: int = 0) -> Dict[str, Path]:
+
+def _text_heads(vllm: bool) -> Dict[str, int]:
+    return dict(VLLM_TEXT_HEADS) if vllm else {"num_attention_heads": 4, "num_key_value_heads": 2}
+
+
+
+def build_qwen2_audio(folder, seed: int = 0, vllm: bool = False) -> Dict[str, Path]:
     """Tiny ``Qwen2AudioForConditionalGeneration`` (Whisper front end, 128 mel bins, 30 s) in
-    ``folder/random`` and ``folder/known``."""
+    ``folder/random`` and ``folder/known``. ``vllm``: text attention heads of size 32 (2 x 32),
+    since vLLM's CPU attention takes no head size below 32 (:data:`VLLM_TEXT_HEADS`)."""
     import torch
     from transformers import (
         GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor,
@@ -169,7 +180,7 @@ def build_qwen2_audio(folder, seed: int = 0) -> Dict[str, Path]:
         ),
         text_config=dict(
             model_type="qwen2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+            num_hidden_layers=2, max_position_embeddings=2048, **_text_heads(vllm),
             tie_word_embeddings=False, initializer_range=RANDOM_INIT_STD,
         ),
         audio_token_index=tokenizer.audio_token_id,
@@ -442,11 +453,15 @@ BUILDERS = {
 }
 
 
-def tiny_model(base: Path, family_key: str, variant: str = "known") -> Path:
-    """Folder of the tiny ``family_key`` model (``variant`` ``random`` or ``known``), built on first use under ``base``."""
-    folder = Path(base) / family_key
+def tiny_model(base: Path, family_key: str, variant: str = "known", vllm: bool = False) -> Path:
+    """Folder of the tiny ``family_key`` model (``variant`` ``random`` or ``known``), built on first use under ``base``.
+    ``vllm``: the variant vLLM can serve (see the builders' ``vllm`` option), in ``<family>_vllm``."""
+    folder = Path(base) / (f"{family_key}_vllm" if vllm else family_key)
     if not (folder / "known" / "config.json").exists():
-        BUILDERS[family_key](folder)
+        if vllm:
+            BUILDERS[family_key](folder, vllm=True)
+        else:
+            BUILDERS[family_key](folder)
     return folder / variant
 
 

@@ -176,3 +176,31 @@ def add_tsne_argument(parser):
                         help="t-SNE of the plot: sklearn (default, the published plots) or opentsne (faster at large N, "
                         "a different layout; needs the fast-tsne extra: pip install \"auditoryhum[fast-tsne]\"); "
                         "ids and silhouettes are the same")
+
+
+def add_server_arguments(group, unit: str, format_regex: bool = False) -> None:
+    """``--server``, ``--concurrency`` (and ``--format_regex``): the model work on OpenAI-compatible
+    server(s) such as vLLM (:mod:`auditoryhum.models.server`); ``unit`` names what one request is for."""
+    presets = ", ".join(defaults.FORMAT_REGEX_PRESETS)
+    keys = " or ".join(defaults.SERVER_API_KEY_ENV_VARS)
+    group.add_argument("--server", action="append", default=None, metavar="URL",
+                       help=f"send the {unit} to this OpenAI-compatible server (vLLM: python -m "
+                            f"vllm.entrypoints.openai.api_server) instead of loading the model here, e.g. "
+                            f"http://127.0.0.1:8000; repeat it or separate URLs with commas to use several servers "
+                            f"together (each request goes to the least busy one); the model flag names the served "
+                            f"model; a key, if the server needs one, is read from {keys}")
+    group.add_argument("--concurrency", type=positive_int, default=None,
+                       help=f"with --server: requests in flight over all servers (default {defaults.SERVER_CONCURRENCY})")
+    if format_regex:
+        group.add_argument("--format_regex", default=None,
+                           help=f"with --server: constrain every answer to this regular expression (vLLM structured "
+                                f"output), or a preset: {presets} (the paper's format "
+                                f"{defaults.FORMAT_REGEX_PRESETS['word_pairs']!r}); default: free decoding, as the paper")
+
+
+def server_options(args) -> dict:
+    """The keyword arguments of :func:`add_server_arguments`' flags, for a stage function."""
+    options = {"server": args.server, "concurrency": args.concurrency}
+    if hasattr(args, "format_regex"):
+        options["format_regex"] = args.format_regex
+    return options

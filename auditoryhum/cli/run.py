@@ -30,6 +30,13 @@ def add_arguments(parser, name):
     add_engine_arguments(parser)
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="print the plan (every stage, and whether it is up to date) and run nothing")
+    # An option not given is left out of the parsed namespace instead of set to its default, so a
+    # flag given at its default value (--engine local) still overrides --config's value; the
+    # defaults themselves are RunOptions'. Added last: it covers every option above.
+    import argparse
+
+    parser.set_defaults(**{action.dest: argparse.SUPPRESS for action in parser._actions
+                           if action.option_strings and action.dest not in ("help", "config", "dry_run")})
 
 
 def run(args, name):

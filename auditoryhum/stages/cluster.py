@@ -9,7 +9,7 @@ from typing import List, Optional
 from auditoryhum import defaults
 from auditoryhum.stages._base import NotedResult
 
-#: The clustering algorithms by short name (``auditoryhum.clustering.ALGORITHM_NAMES``).
+#: The clustering algorithms by short name (``auditoryhum.clustering.algorithms.ALGORITHM_NAMES``).
 ALGORITHMS = ("kmeans", "ag", "spectral", "spec_ag", "hdbscan")
 #: The t-SNE implementations of the plot (:data:`auditoryhum.defaults.TSNE_METHODS`).
 TSNE_METHODS = defaults.TSNE_METHODS
@@ -30,7 +30,7 @@ class ClusterStageResult(NotedResult):
     n_noise : int
         HDBSCAN noise points (id -1).
     n_no_label : int
-        Rows without a label (all-NaN rows), id :data:`auditoryhum.clustering.NO_LABEL_CLUSTER` (-2).
+        Rows without a label (all-NaN rows), id :data:`auditoryhum.clustering.algorithms.NO_LABEL_CLUSTER` (-2).
     n_rows : int
         Rows of the input, all of them (the length of the written id file).
     labels : list of int
@@ -58,7 +58,7 @@ def cluster(cluster_npy: str, label_csv: str, png_plot: Optional[str] = None, *,
     ----------
     cluster_npy : str
         Input .npy of shape (N, D), one row per clip. All-NaN rows (clips without a label) are
-        left out and get id -2 (:data:`auditoryhum.clustering.NO_LABEL_CLUSTER`), with one note.
+        left out and get id -2 (:data:`auditoryhum.clustering.algorithms.NO_LABEL_CLUSTER`), with one note.
     label_csv : str
         Output: N lines, one integer cluster id per row (HDBSCAN noise -1, no label -2).
     png_plot : str, optional
@@ -78,7 +78,7 @@ def cluster(cluster_npy: str, label_csv: str, png_plot: Optional[str] = None, *,
     no_cache : bool, default False
         Neither read nor write the cache.
     tsne : {"sklearn", "opentsne"}, default "sklearn"
-        The t-SNE of the plot (:func:`auditoryhum.clustering.tsne_2d`). ``sklearn``: the paper's
+        The t-SNE of the plot (:func:`auditoryhum.clustering.algorithms.tsne_2d`). ``sklearn``: the paper's
         scikit-learn TSNE, the published plots. ``opentsne``: openTSNE (the ``fast-tsne`` extra),
         faster at large N, a different layout of the same points. It changes only the plot: the
         ids and the silhouette are the same with both. Cached apart, per method.
@@ -106,7 +106,7 @@ def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluste
 
     import numpy as np
 
-    from auditoryhum import clustering as cl
+    from auditoryhum.clustering import algorithms as cl
     from auditoryhum.errors import ParameterError
     from auditoryhum.io.array_cache import open_cache
     from auditoryhum.io.artefacts import write_cluster_ids

@@ -108,7 +108,9 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
           batch_size: Optional[int] = None, long_audio: str = "truncate", task: str = "labels",
           prompt: Optional[str] = None, system_prompt: Optional[str] = None,
           engine: str = "local", ray_address: Optional[str] = None, actors: int = 1,
-          gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None, verbose: bool = False) -> LabelResult:
+          gpus_per_actor: Optional[float] = None, cpus_per_actor: Optional[float] = None, verbose: bool = False,
+          server: Union[None, str, Sequence[str]] = None, concurrency: Optional[int] = None,
+          format_regex: Optional[str] = None) -> LabelResult:
     """Label every clip with an audio LLM and write one line per clip to ``text_label_csv``.
 
     Parameters
@@ -148,6 +150,18 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         Ray options: the cluster (None: start a local instance; ``"auto"``; ``"ray://host:port"``),
         model replicas, GPUs and CPUs each replica holds (default 1 GPU when Ray sees GPUs, else
         0), and Ray's own logging. See README "Running on a cluster".
+    server : str or sequence of str, optional
+        Send the clips to OpenAI-compatible server(s) (vLLM) instead of loading ``model``: base
+        URLs (a string may hold several, comma-separated); ``model`` is then the served model's
+        name. Same prompts, decoding, post-processing, journal and output bytes
+        (:mod:`auditoryhum.models.server`, docs/vllm.md); the precision, batch and Ray options
+        do not apply.
+    concurrency : int, optional
+        With ``server``: requests in flight over all servers (default
+        :data:`auditoryhum.defaults.SERVER_CONCURRENCY`).
+    format_regex : str, optional
+        With ``server``: constrain every answer to this regular expression (vLLM structured
+        output), or a preset name (``word_pairs``); default none, as the published recipe.
 
     Returns
     -------
@@ -156,6 +170,15 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
     """
     from auditoryhum.validation import engine_options, one_of, optional_positive_int
 
+    if server is not None:
+        return _label_via_server(filedir, model, text_label_csv, family=family, annotations=annotations, task=task,
+                                 prompt=prompt, system_prompt=system_prompt, long_audio=long_audio, engine=engine,
+                                 server=server, concurrency=concurrency, format_regex=format_regex)
+    for value, param in ((concurrency, "concurrency"), (format_regex, "format_regex")):
+        if value is not None:
+            from auditoryhum.errors import ParameterError
+
+            raise ParameterError(param, "applies only to labelling through a server; give server too (or leave it out)")
     engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
     one_of(family, LABEL_FAMILIES, "family")
@@ -189,6 +212,36 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
         with as_parameter("model"):
             report = run_labelling(fam, model, paths, prompts, text_label_csv, precision,
                                    batch_size=batch_size, long_audio=long_audio, task=task, **engine_kw)
+    return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
+                       labels=list(report.labels), paths=list(paths), model=model)
+
+
+def _label_via_server(filedir, model: str, text_label_csv: str, *, family: str, annotations: Optional[str], task: str,
+                      prompt: Optional[str], system_prompt: Optional[str], long_audio: str, engine: str, server,
+                      concurrency: Optional[int], format_regex: Optional[str]) -> LabelResult:
+    """:func:`label` through OpenAI-compatible server(s): the same prompts and output, the
+    model work on the server (:func:`auditoryhum.models.server.run_server_labelling`)."""
+    from auditoryhum.errors import ParameterError
+    from auditoryhum.models.families import get_family
+    from auditoryhum.models.server import run_server_labelling, server_settings
+    from auditoryhum.validation import one_of
+
+    one_of(family, LABEL_FAMILIES, "family")
+    one_of(long_audio, ("truncate", "window"), "long_audio")
+    if long_audio != "truncate":
+        raise ParameterError("long_audio", "window is not available through a server (its audio front end decides what "
+                                           "it reads of a long clip); use truncate, or label without server")
+    if engine != "local":
+        raise ParameterError("engine", "does not apply with server: the server batches the requests itself "
+                                       "(several servers: give several URLs)")
+    settings = server_settings(server, model, concurrency=concurrency, format_regex=format_regex)
+    prompt, system_prompt = resolve_prompts(task, prompt, system_prompt, get_family(family).system_prompt)
+    _record(f"label ({family})", task, prompt, system_prompt)
+    paths, clips = expand_clips(filedir)
+    with guarded(f"label ({family}, server)", {"filedir": paths, "annotations": annotations},
+                 {"text_label_csv": text_label_csv}):
+        prompts = clip_prompts(paths, annotations, clips, prompt)
+        report = run_server_labelling(family, settings, paths, prompts, text_label_csv, system_prompt, task)
     return LabelResult(outputs={"text_label_csv": str(text_label_csv)}, failures=list(report.failures),
                        labels=list(report.labels), paths=list(paths), model=model)
 

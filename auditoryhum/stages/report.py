@@ -79,7 +79,7 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
                  cluster_csv=cluster_csv, taxonomy_csv=taxonomy_csv, tsne_png=tsne_png, run_log=run_log)
     inputs = {k: v for k, v in given.items() if v}
     if sweep_csv:
-        from auditoryhum.sweep import decision_path
+        from auditoryhum.clustering.k_sweep import decision_path
 
         inputs["sweep_csv"] = [sweep_csv, decision_path(sweep_csv)]
     with guard_stage(inputs=inputs, outputs={"html": html}, holder="report"):

@@ -31,14 +31,14 @@ class SweepStageResult(NotedResult):
     silhouette_max_k : int or None
         The k of the highest silhouette, and ``silhouette_max`` its value.
     penalty : float
-    lambda_path : list of auditoryhum.sweep.PathStep
+    lambda_path : list of auditoryhum.clustering.k_sweep.PathStep
         Every k optimal for some lambda >= 0.
     k_max : int
         The largest k swept (``k_max`` lowered to rows - 1 when larger).
     n_no_label : int
         All-NaN rows left out (id -2 in ``label_csv``).
     decision : dict
-        The document written to ``outputs["decision_json"]`` (:func:`auditoryhum.sweep.write_decision`).
+        The document written to ``outputs["decision_json"]`` (:func:`auditoryhum.clustering.k_sweep.write_decision`).
     notes, warnings : list of str
     """
 
@@ -85,7 +85,7 @@ def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, labe
     sweep_csv : str
         Output: ``k,silhouette,adjusted,calinski_harabasz,davies_bouldin,singletons``, one row per k.
         Beside it, the decision file ``<sweep_csv minus .csv>_decision.json``
-        (:func:`auditoryhum.sweep.decision_path`; format in :func:`auditoryhum.sweep.write_decision`).
+        (:func:`auditoryhum.clustering.k_sweep.decision_path`; format in :func:`auditoryhum.clustering.k_sweep.write_decision`).
     png_plot : str, optional
         Output: silhouette and adjusted score against k, the chosen k marked (12x6 in PNG).
     label_csv : str, optional
@@ -115,7 +115,7 @@ def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, labe
         ``outputs`` maps ``sweep_csv``, ``decision_json`` and, when given, ``png_plot`` and
         ``label_csv`` to the files written.
     """
-    from auditoryhum.sweep import decision_path
+    from auditoryhum.clustering.k_sweep import decision_path
     from auditoryhum.validation import finite_non_negative, one_of, optional_positive_int, positive_int
 
     one_of(algorithm, ALGORITHMS, "algorithm")
@@ -138,8 +138,8 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
 
     import numpy as np
 
-    from auditoryhum import clustering as cl
-    from auditoryhum import sweep as sw
+    from auditoryhum.clustering import algorithms as cl
+    from auditoryhum.clustering import k_sweep as sw
     from auditoryhum.console import progress
     from auditoryhum.errors import ParameterError, UserError
     from auditoryhum.io.array_cache import open_cache

@@ -42,8 +42,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from auditoryhum import recipe
-from auditoryhum.clustering import KMEANS_PARAMS, SEED, all_identical, identical_warning, spectral_embedding, validate_rows
-from auditoryhum.ward import distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
+from auditoryhum.clustering.algorithms import KMEANS_PARAMS, SEED, all_identical, identical_warning, spectral_embedding, validate_rows
+from auditoryhum.clustering.ward import distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
 from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.errors import MentionError, mention
 

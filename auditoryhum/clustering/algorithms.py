@@ -33,7 +33,7 @@ from auditoryhum.validation import one_of
 #: Cluster id written for a row without a label (an all-NaN row: a clip whose kept label is
 #: empty). Never a real cluster, never noise (HDBSCAN's -1).
 from auditoryhum.io.artefacts import NO_LABEL_CLUSTER  # noqa: E402  (the cluster-id format's reserved id)
-from auditoryhum.ward import ward_labels, ward_tree  # noqa: E402,F401  (re-exported)
+from auditoryhum.clustering.ward import ward_labels, ward_tree  # noqa: E402,F401  (re-exported)
 
 #: openTSNE's run closest to the published one (``tsne_2d(..., method="opentsne")``): the recipe's
 #: t-SNE settings in openTSNE's names, with the toolkit's openTSNE options
@@ -487,7 +487,7 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
 
     The silhouette needs between 2 and N - 1 distinct labels. HDBSCAN noise (-1) counts as
     one label, as in the reference pipeline. The value comes from
-    :func:`auditoryhum.silhouette.silhouette_score` (scikit-learn's arithmetic with numpy alone,
+    :func:`auditoryhum.clustering.silhouette.silhouette_score` (scikit-learn's arithmetic with numpy alone,
     and from the distinct rows where they repeat). With ``cache``, the value of one
     (space, labels) pair is kept, so re-running a clustering does not recompute it.
     """
@@ -497,7 +497,7 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
         return None
 
     def compute():
-        from auditoryhum.silhouette import silhouette_score
+        from auditoryhum.clustering.silhouette import silhouette_score
 
         return np.array([silhouette_score(space, labels, cache=cache)], dtype=np.float64)
 

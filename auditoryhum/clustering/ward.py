@@ -1,7 +1,7 @@
 """The Ward tree: scipy's linkage as scikit-learn builds it, and its cuts.
 
-Shared by the single-k clustering (:mod:`auditoryhum.clustering`) and the k sweep
-(:mod:`auditoryhum.sweep`): one tree per input, computed on the distinct rows and expanded
+Shared by the single-k clustering (:mod:`auditoryhum.clustering.algorithms`) and the k sweep
+(:mod:`auditoryhum.clustering.k_sweep`): one tree per input, computed on the distinct rows and expanded
 (bit-identical to ``pdist`` of all rows), kept in the array cache.
 """
 
