@@ -264,3 +264,126 @@ def test_a_growing_clip_fails_alone_and_a_rerun_converts_it(tmp_path, monkeypatc
     assert [o.status for o in second.outcomes] == ["unchanged", "converted"]
     info = sf.info(str(clips / "b.wav"))
     assert (info.samplerate, info.frames) == (16000, 16000)  # the whole second, nothing lost
+
+
+# --- items 5, 6, 12: the config file means what it says -----------------------------------------
+
+def _options(argv, main_style=False):
+    """RunOptions from ``auditoryhum run argv``, parsed by run's own parser or, with ``main_style``,
+    as the ``auditoryhum`` console command parses it (a subparser)."""
+    from auditoryhum.cli import COMMANDS, _configure, build_parser
+    from auditoryhum.pipeline import options_from_args
+
+    command = next(c for c in COMMANDS if c.name == "run")
+    argv = [str(a) for a in argv]
+    if main_style:
+        parser = argparse.ArgumentParser(prog="auditoryhum")
+        _configure(parser.add_subparsers(dest="command").add_parser("run"), command)
+        args = parser.parse_args(["run", *argv])
+    else:
+        args = build_parser(command).parse_args(argv)
+    return options_from_args(args)
+
+
+@pytest.mark.parametrize("main_style", [False, True])
+def test_a_flag_given_at_its_default_value_overrides_the_config(tmp_path, main_style):
+    config = tmp_path / "run.toml"
+    config.write_text('filedir = "clips/*.wav"\nout_dir = "run"\ntext_label_csv = "l.csv"\n'
+                      'tsne = "opentsne"\nengine = "ray"\nactors = 4\ndevice = "cpu"\n')
+    opts = _options(["--config", config, "--tsne", "sklearn", "--engine", "local", "--actors", "1"], main_style)
+    assert (opts.tsne, opts.engine, opts.actors, opts.device) == ("sklearn", "local", 1, "cpu")
+    # Not given: the file's values; given neither: RunOptions' defaults.
+    opts = _options(["--config", config], main_style)
+    assert (opts.tsne, opts.engine, opts.actors, opts.resample, opts.verbose) == ("opentsne", "ray", 4, False, False)
+    assert (opts.filedir, opts.out_dir, opts.text_label_csv) == ("clips/*.wav", "run", "l.csv")
+    opts = _options(["--filedir", "x/*.wav", "--out_dir", "o", "--text_label_csv", "t.csv"], main_style)
+    assert (opts.tsne, opts.engine, opts.actors, opts.device, opts.resample) == ("sklearn", "local", 1, "auto", False)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('resample = "no"', 'resample must be true or false (a TOML boolean, without quotes), got the string "no"'),
+    ('verbose = "false"', 'verbose must be true or false (a TOML boolean, without quotes), got the string "false"'),
+    ("resample = 0", "resample must be true or false (a TOML boolean, without quotes), got the integer 0"),
+    ("filedir = 5", "filedir must be a string (in quotes), got the integer 5"),
+    ('out_dir = ["a", "b"]', 'out_dir must be a string (in quotes), got the array ["a", "b"]'),
+    ("text_label_csv = 7", "text_label_csv must be a string (in quotes), got the integer 7"),
+    ("n_clusters = 2.5", "n_clusters must be a whole number, got the float 2.5"),
+    ("actors = true", "actors must be a whole number, got the boolean true"),
+    ('penalty = "high"', 'penalty must be a number, got the string "high"'),
+    ("[clap_model]\npath = 'm'", 'clap_model must be a string (in quotes), got the table {"path": "m"}'),
+])
+def test_a_config_value_of_the_wrong_type_is_one_line_naming_the_key(tmp_path, capsys, line, message):
+    config = tmp_path / "run.toml"
+    base = {"filedir": '"clips/*.wav"', "out_dir": '"run"', "text_label_csv": '"l.csv"'}
+    key = line.split("=")[0].strip(" [").split("]")[0]
+    base.pop(key, None)
+    config.write_text("".join(f"{k} = {v}\n" for k, v in base.items()) + line + "\n")
+    code, out, err = run_cli("run", ["--config", config], capsys)
+    assert code == 1
+    assert error_line(err) == f"auditoryhum run: error: config file {config}: {message}"
+
+
+def test_config_accepts_toml_booleans_and_a_whole_number_for_a_float(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('filedir = "c/*.wav"\nout_dir = "r"\ntext_label_csv = "l.csv"\n'
+                      "resample = true\nverbose = false\npenalty = 1\ngpus_per_actor = 0.5\n")
+    opts = _options(["--config", config])
+    assert (opts.resample, opts.verbose, opts.penalty, opts.gpus_per_actor) == (True, False, 1, 0.5)
+
+
+# --- item 13: a malformed manifest record is recovered from like a truncated manifest -----------
+
+def _steps(tmp_path, runs):
+    """Two real pipeline steps writing small files (the manifest's machinery is what is tested)."""
+    from auditoryhum.io.atomic import write_text
+    from auditoryhum.pipeline import Step
+
+    src = tmp_path / "in.txt"
+    if not src.exists():
+        src.write_text("input\n")
+    a, b = tmp_path / "run" / "a.txt", tmp_path / "run" / "b.txt"
+
+    def make(name, source, target):
+        def run():
+            runs.append(name)
+            write_text(target, Path(source).read_text() + name + "\n")
+        return Step(name, f"write {target.name}", inputs={"src": str(source)}, outputs={"out": str(target)},
+                    options={"v": 1}, run=run)
+
+    return [make("first", src, a), make("second", a, b)]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda steps: steps.__setitem__("first", "a string, not a record"),
+    lambda steps: steps["first"].__setitem__("inputs", ["not", "a", "mapping"]),
+    lambda steps: steps["first"].__setitem__("outputs", 42),
+    lambda steps: steps["first"].__setitem__("options", None),
+    lambda steps: steps["first"]["inputs"].__setitem__("src", {"nested": 1}),
+    lambda steps: steps.__setitem__("first", None),
+])
+def test_a_malformed_manifest_record_reruns_its_step_and_dry_run_says_so(tmp_path, capsys, damage):
+    import json
+
+    from auditoryhum.pipeline import execute, plan_lines
+
+    runs = []
+    out_dir = str(tmp_path / "run")
+    execute(_steps(tmp_path, runs), out_dir, lambda line: None)
+    assert runs == ["first", "second"]
+    manifest = tmp_path / "run" / "manifest.json"
+    document = json.loads(manifest.read_text())
+    damage(document["steps"])
+    manifest.write_text(json.dumps(document))
+    capsys.readouterr()
+    plan = plan_lines(_steps(tmp_path, runs), out_dir)
+    assert [(line.name, line.state) for line in plan] == [("first", "runs: not run yet"), ("second", "may run: after first")]
+    assert capsys.readouterr().err == (f"note: the manifest {manifest} holds a malformed record of step first; "
+                                       f"that step runs again\n")
+    runs.clear()
+    execute(_steps(tmp_path, runs), out_dir, lambda line: None)
+    # The step reran, wrote the same bytes, so the next one stays up to date; the record is whole again.
+    assert runs == ["first"]
+    assert isinstance(json.loads(manifest.read_text())["steps"]["first"]["inputs"], dict)
+    runs.clear()
+    execute(_steps(tmp_path, runs), out_dir, lambda line: None)
+    assert runs == []

@@ -35,8 +35,9 @@ def add_arguments(parser, name):
     # defaults themselves are RunOptions'. Added last: it covers every option above.
     import argparse
 
-    parser.set_defaults(**{action.dest: argparse.SUPPRESS for action in parser._actions
-                           if action.option_strings and action.dest not in ("help", "config", "dry_run")})
+    for action in parser._actions:  # not set_defaults(): it would put the SUPPRESS marker itself into args
+        if action.option_strings and action.dest not in ("help", "config", "dry_run"):
+            action.default = argparse.SUPPRESS
 
 
 def run(args, name):
