@@ -117,3 +117,72 @@ def byte_size(value: Any, param: str) -> int:
     if match is None:
         raise ParameterError(param, f"must be a size such as 500M, 4G or 1048576 (bytes), got {value!r}")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def _shown(value: Any) -> str:
+    """A wrong value as an error shows it: its type and a short repr (one line)."""
+    text = repr(value).replace("\n", " ")
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def path_arg(value: Any, param: str, optional: bool = False) -> Optional[str]:
+    """``value`` as a path string: a ``str`` or an ``os.PathLike`` (``None`` only when ``optional``).
+
+    The one check of every path parameter of the stages (directly, and through
+    :func:`auditoryhum.stages._base.guarded` and :func:`auditoryhum.io.guard.check_paths`):
+    ``bytes`` would be iterated as numbers or shown as ``b'...'``, an int or an array ends in a
+    bare TypeError deep in pathlib; each is refused here, naming the parameter.
+    """
+    import os
+
+    if value is None:
+        if optional:
+            return None
+        raise ParameterError(param, "must be a path (a str or os.PathLike), got None")
+    if isinstance(value, bytes):
+        raise ParameterError(param, f"must be a path (a str or os.PathLike), got {_shown(value)}; "
+                                    f"decode it first (value.decode())")
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+        if isinstance(value, bytes):  # a PathLike of bytes (e.g. os.DirEntry of a bytes scan)
+            raise ParameterError(param, f"must be a path (a str or os.PathLike of str), got {_shown(value)}")
+    if not isinstance(value, str):
+        raise ParameterError(param, f"must be a path (a str or os.PathLike), got {_shown(value)}")
+    return value
+
+
+def path_args(optional: Iterable[str] = (), **params: Any) -> None:
+    """Check a stage's path parameters at its top, by name: ``path_args(cluster_npy=cluster_npy,
+    png_plot=png_plot, optional=("png_plot",))`` (:func:`path_arg` on each; ``optional`` may be None).
+
+    Called before a stage derives anything from a path (``sweep.csv`` -> ``sweep_decision.json``,
+    ``if not html``) so a wrong type never reaches that code.
+    """
+    optional = set(optional)
+    for param, value in params.items():
+        path_arg(value, param, optional=param in optional)
+
+
+def clips_arg(value: Any, param: str = "filedir") -> Any:
+    """A clips parameter: a glob (``str`` / ``os.PathLike``) or a list or tuple of clip paths.
+
+    Returns the glob as ``str`` or the paths as a list of ``str``. A numpy array, a set, bytes,
+    an int or None is refused naming the parameter (a set has no order, and row *i* of every
+    artefact belongs to clip *i*).
+    """
+    import os
+
+    if isinstance(value, (list, tuple)):
+        paths = []
+        for number, item in enumerate(value, start=1):
+            if isinstance(item, bytes) or not isinstance(item, (str, os.PathLike)):
+                raise ParameterError(param, f"must hold clip paths (str or os.PathLike), but item {number} "
+                                            f"is {_shown(item)}")
+            paths.append(path_arg(item, param))
+        return paths
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return path_arg(value, param)
+    hint = "; decode it first (value.decode())" if isinstance(value, bytes) else (
+        "; pass a list of str (e.g. array.tolist())" if type(value).__module__ == "numpy" else "")
+    raise ParameterError(param, f"must be a glob of the clips (a str) or a list of clip paths, "
+                                f"got {'None' if value is None else _shown(value)}{hint}")

@@ -387,3 +387,98 @@ def test_a_malformed_manifest_record_reruns_its_step_and_dry_run_says_so(tmp_pat
     runs.clear()
     execute(_steps(tmp_path, runs), out_dir, lambda line: None)
     assert runs == []
+
+
+# --- items 7, 14: a wrong Python type for a path parameter is a ParameterError naming it ---------
+
+def test_resample_clips_refuses_a_bytes_glob_instead_of_iterating_it(tmp_path, monkeypatch):
+    hifi_clip(tmp_path / "a.wav")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParameterError) as info:
+        ah.resample_clips(b"*.wav", jobs=1)
+    assert info.value.param == "filedir"
+    assert str(info.value) == ("filedir must be a glob of the clips (a str) or a list of clip paths, got bytes "
+                               "b'*.wav'; decode it first (value.decode())")
+    assert sf.info(str(tmp_path / "a.wav")).samplerate == 44100
+
+
+@pytest.mark.parametrize("value, shown", [
+    (5, "got int 5"), (None, "got None"), (np.array(["a.wav"]), "got ndarray array(['a.wav'], dtype='<U5'); "
+                                                                 "pass a list of str (e.g. array.tolist())"),
+    ({"a.wav"}, "got set {'a.wav'}"),
+])
+def test_clip_parameters_refuse_other_types(value, shown):
+    for stage in (lambda v: ah.resample_clips(v), lambda v: ah.embed_mfcc(v, "out.npy"),
+                  lambda v: ah.keep_first_labels(v, "l.csv", "s.csv")):
+        with pytest.raises(ParameterError) as info:
+            stage(value)
+        assert str(info.value) == f"filedir must be a glob of the clips (a str) or a list of clip paths, {shown}"
+
+
+def test_a_list_of_clips_with_a_wrong_item_names_the_item(tmp_path):
+    hifi_clip(tmp_path / "a.wav")
+    with pytest.raises(ParameterError) as info:
+        ah.resample_clips([str(tmp_path / "a.wav"), 7], jobs=1)
+    assert str(info.value) == "filedir must hold clip paths (str or os.PathLike), but item 2 is int 7"
+
+
+BAD_PATHS = [
+    (b"x.csv", "got bytes b'x.csv'; decode it first (value.decode())"),
+    (5, "got int 5"),
+    (None, "got None"),
+    (["x.csv"], "got list ['x.csv']"),
+    (np.array(["x.csv"]), "got ndarray array(['x.csv'], dtype='<U5')"),
+]
+
+
+@pytest.mark.parametrize("value, shown", BAD_PATHS)
+@pytest.mark.parametrize("param, call", [
+    ("csv1", lambda v: ah.merge_labels(v, "b.csv", "c.csv")),
+    ("csv3", lambda v: ah.merge_labels("a.csv", "b.csv", v)),
+    ("csv2", lambda v: ah.score_boost("a.csv", v, "c.csv")),
+    ("html", lambda v: ah.write_report(v)),
+    ("top_label_scores_csv", lambda v: ah.select_review(v, "l.csv", html="r.html")),
+    ("text_label_csv", lambda v: ah.keep_first_labels("*.wav", v, "s.csv")),
+    ("top_label_scores_csv", lambda v: ah.keep_first_labels("*.wav", "l.csv", v)),
+    ("clap_npy", lambda v: ah.score_labels("*.wav", "clap", v, "l.csv", "s.csv")),
+])
+def test_path_parameters_refuse_other_types_naming_the_parameter(tmp_path, monkeypatch, param, call, value, shown):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParameterError) as info:
+        call(value)
+    assert info.value.param == param
+    assert str(info.value) == f"{param} must be a path (a str or os.PathLike), {shown}"
+    assert sorted(os.listdir(tmp_path)) == []  # refused before anything was written (no lock, no output)
+
+
+@pytest.mark.parametrize("value, shown", [v for v in BAD_PATHS if v[0] is not None])
+def test_optional_path_parameters_refuse_other_types_and_accept_none(tmp_path, value, shown):
+    with pytest.raises(ParameterError) as info:
+        ah.write_report(str(tmp_path / "r.html"), sweep_csv=value)
+    assert str(info.value) == f"sweep_csv must be a path (a str or os.PathLike), {shown}"
+    with pytest.raises(ParameterError) as info:
+        ah.resample_clips(str(tmp_path / "*.wav"), output_dir=value)
+    assert str(info.value) == f"output_dir must be a path (a str or os.PathLike), {shown}"
+    ah.write_report(str(tmp_path / "r.html"), sweep_csv=None)
+    assert (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("value, shown", [v for v in BAD_PATHS if v[0] is not None and not isinstance(v[0], list)])
+def test_the_stage_guard_refuses_wrong_types_for_every_stage(tmp_path, value, shown):
+    """Stages that reach their files through guarded()/guard_stage() get the check there, once:
+    cluster, sweep, embed_mfcc, embed_sentences, composite_stats (their own top-of-stage checks of
+    None and lists are the clustering and embedding owners' to add)."""
+    np.save(tmp_path / "x.npy", np.eye(4))
+    write_tone(tmp_path / "a.wav")
+    cases = [
+        ("cluster_npy", lambda v: ah.cluster(v, str(tmp_path / "c.csv"), n_clusters=2)),
+        ("label_csv", lambda v: ah.cluster(str(tmp_path / "x.npy"), v, n_clusters=2)),
+        ("cluster_npy", lambda v: ah.sweep_clusters(v, str(tmp_path / "s.csv"))),
+        ("mfcc_npy", lambda v: ah.embed_mfcc(str(tmp_path / "*.wav"), v)),
+        ("label_csv", lambda v: ah.embed_sentences(v, "m", str(tmp_path / "st.npy"))),
+        ("label_csv", lambda v: ah.composite_stats(v, str(tmp_path / "s.csv"))),
+    ]
+    for param, call in cases:
+        with pytest.raises(ParameterError) as info:
+            call(value)
+        assert str(info.value) == f"{param} must be a path (a str or os.PathLike), {shown}"

@@ -36,20 +36,21 @@ PathArg = Union[None, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 LOCK_SUFFIX = ".lock"
 
 
-def _paths(value: PathArg) -> List[str]:
-    """The paths of one argument: none, one, or each of a list (``None`` and ``""`` are absent)."""
+def _paths(value: PathArg, param: str = "output") -> List[str]:
+    """The paths of one argument: none, one, or each of a list (``None`` and ``""`` are absent).
+
+    Anything else (bytes, an int, a numpy array) is a ParameterError naming ``param``
+    (:func:`auditoryhum.validation.path_arg`), not a TypeError from ``os.fspath``.
+    """
+    from auditoryhum.validation import path_arg
+
     if value is None:
         return []
-    if isinstance(value, (str, os.PathLike)):
-        items: Sequence = [value]
-    else:
-        items = value
+    items: Sequence = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for item in items:
-        if item is None:
-            continue
-        text = os.fspath(item)
-        if text != "":
+        text = path_arg(item, param, optional=True)
+        if text:
             out.append(text)
     return out
 
@@ -102,12 +103,12 @@ def check_paths(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg]) -
     """
     input_ids: List[Tuple[str, str, Tuple[str, Optional[Tuple[int, int]]]]] = []
     for name, value in inputs.items():
-        for path in _paths(value):
+        for path in _paths(value, name):
             input_ids.append((name, path, path_identity(path)))
 
     seen: List[Tuple[str, str, Tuple[str, Optional[Tuple[int, int]]]]] = []
     for name, value in outputs.items():
-        for path in _paths(value):
+        for path in _paths(value, name):
             ident = path_identity(path)
             real = ident[0]
             if os.path.isdir(real):
@@ -305,7 +306,7 @@ def guard_stage(inputs: Mapping[str, PathArg], outputs: Mapping[str, PathArg], h
     """
     check_paths(inputs, outputs)
     all_outputs: List[str] = []
-    for value in outputs.values():
-        all_outputs.extend(_paths(value))
+    for name, value in outputs.items():
+        all_outputs.extend(_paths(value, name))
     with locked_outputs(all_outputs, holder=holder):
         yield

@@ -70,10 +70,13 @@ def expand_clips(filedir, param: str = "filedir"):
     Returns ``(paths, description)``; the description names the clips in messages.
     """
     from auditoryhum.io.audio import expand_glob
+    from auditoryhum.validation import clips_arg
 
-    if isinstance(filedir, (str, os.PathLike)):
-        return expand_glob(str(filedir)), f"{mention(param)} {str(filedir)!r}"
-    paths = [str(p) for p in filedir]
+    # bytes would be iterated (five "clips" named 42, 46, 119, ...), an int or array fail in pathlib.
+    filedir = clips_arg(filedir, param)
+    if isinstance(filedir, str):
+        return expand_glob(filedir, param), f"{mention(param)} {filedir!r}"
+    paths = filedir
     if not paths:
         raise ParameterError(param, "is an empty list of clips")
     return paths, f"{mention(param)} ({len(paths)} clips)"
@@ -99,8 +102,12 @@ def guarded(holder: str, inputs: Dict[str, object], outputs: Dict[str, Optional[
     ``inputs`` maps a parameter to a path or a list of paths (a glob's files); ``outputs`` maps a
     parameter to a path (``None``: not written by this call, left out).
     """
-    outputs = {k: str(v) for k, v in outputs.items() if v is not None}
-    inputs = {k: (str(v) if isinstance(v, (str, os.PathLike)) else [str(p) for p in v])
+    from auditoryhum.validation import path_arg
+
+    # Every path parameter is checked here, once for all stages, before it is used: a wrong type
+    # (bytes, an int, an array) is a ParameterError naming it, not a TypeError from pathlib.
+    outputs = {k: path_arg(v, k) for k, v in outputs.items() if v is not None}
+    inputs = {k: ([path_arg(p, k) for p in v] if isinstance(v, (list, tuple)) else path_arg(v, k))
               for k, v in inputs.items() if v is not None}
     from auditoryhum.io.guard import guard_stage
 

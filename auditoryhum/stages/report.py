@@ -73,10 +73,12 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
         ``outputs["html"]`` is the page.
     """
     from auditoryhum.io.guard import guard_stage
+    from auditoryhum.validation import path_args
 
     given = dict(top_label_scores_csv=top_label_scores_csv, selection_csv=selection_csv,
                  scores_with_human_csv=scores_with_human_csv, annotations=annotations, sweep_csv=sweep_csv,
                  cluster_csv=cluster_csv, taxonomy_csv=taxonomy_csv, tsne_png=tsne_png, run_log=run_log)
+    path_args(html=html, **given, optional=given)  # before `if v` and decision_path() use them
     inputs = {k: v for k, v in given.items() if v}
     if sweep_csv:
         from auditoryhum.clustering.k_sweep import decision_path

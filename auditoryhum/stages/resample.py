@@ -57,8 +57,9 @@ def resample(filedir: Union[str, Sequence[str]], *, sampling_rate: int = RESAMPL
     ResampleResult
         ``failures`` lists each failed clip's message (the clip is left untouched).
     """
-    from auditoryhum.validation import one_of, positive_int
+    from auditoryhum.validation import one_of, path_args, positive_int
 
+    path_args(output_dir=output_dir, optional=("output_dir",))
     sampling_rate = positive_int(sampling_rate, "sampling_rate")
     channels = positive_int(channels, "channels")
     one_of(bits, BITS_CHOICES, "bits")

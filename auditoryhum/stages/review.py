@@ -61,8 +61,10 @@ def select_review(top_label_scores_csv: str, text_label_csv: str, *, fraction: O
         At least one of ``selection_csv`` and ``html`` is required.
     """
     from auditoryhum.errors import ParameterError
-    from auditoryhum.validation import fraction as check_fraction, positive_int
+    from auditoryhum.validation import fraction as check_fraction, path_args, positive_int
 
+    path_args(top_label_scores_csv=top_label_scores_csv, text_label_csv=text_label_csv, selection_csv=selection_csv,
+              html=html, optional=("selection_csv", "html"))
     given = [n for n, v in (("fraction", fraction), ("threshold", threshold), ("count", count)) if v is not None]
     if len(given) > 1:
         raise ParameterError(given[1], f"cannot be given with {given[0]}; choose one rule")
@@ -157,6 +159,9 @@ def merge_labels(csv1: str, csv2: str, csv3: str) -> MergeResult:
     csv3 : str
         Output label file (as many lines as ``csv1``); must differ from both inputs.
     """
+    from auditoryhum.validation import path_args
+
+    path_args(csv1=csv1, csv2=csv2, csv3=csv3)
     with guarded("merge", {"csv1": csv1, "csv2": csv2}, {"csv3": csv3}):
         from auditoryhum.hitl import is_annotated, merge_labels as merge
         from auditoryhum.io.artefacts import check_aligned, read_annotations, read_label_file, write_lines
@@ -208,6 +213,9 @@ def score_boost(csv1: str, csv2: str, csv3: str) -> BoostResult:
         When ``csv1`` and ``csv2`` differ in length, or name different clips in one row (the
         first such row, with both paths), or ``csv3`` is longer or has no annotation.
     """
+    from auditoryhum.validation import path_args
+
+    path_args(csv1=csv1, csv2=csv2, csv3=csv3)
     with guarded("score_boost", {"csv1": csv1, "csv2": csv2, "csv3": csv3}, {}):
         from auditoryhum.console import warn
         from auditoryhum.errors import UserError

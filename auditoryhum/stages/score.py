@@ -94,8 +94,10 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
         the whole line is one candidate (a caption, a class name that holds commas).
     """
     from auditoryhum.models.device import DEVICE_CHOICES
-    from auditoryhum.validation import one_of, positive_int
+    from auditoryhum.validation import one_of, path_args, positive_int
 
+    path_args(clap_model=clap_model, clap_npy=clap_npy, text_label_csv=text_label_csv,
+              top_label_scores_csv=top_label_scores_csv)
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = positive_int(batch_size, "batch_size")
     label_limit, candidates = _candidate_options(label_limit, candidates, "features_clap_text")
@@ -196,6 +198,9 @@ def keep_first_labels(filedir: Union[str, Sequence[str]], text_label_csv: str, t
     label_limit, candidates
         As :func:`score_labels` (defaults: the published rule).
     """
+    from auditoryhum.validation import path_args
+
+    path_args(text_label_csv=text_label_csv, top_label_scores_csv=top_label_scores_csv)
     label_limit, candidates = _candidate_options(label_limit, candidates, "keep_first_labels")
     paths, clips = expand_clips(filedir)
     with guarded("keep_first_labels", {"filedir": paths, "text_label_csv": text_label_csv},
