@@ -9,6 +9,7 @@ and exact messages.
 """
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -482,3 +483,84 @@ def test_the_stage_guard_refuses_wrong_types_for_every_stage(tmp_path, value, sh
         with pytest.raises(ParameterError) as info:
             call(value)
         assert str(info.value) == f"{param} must be a path (a str or os.PathLike), {shown}"
+
+
+# --- item 16: no lock files left beside outputs ------------------------------------------------
+
+def test_a_stage_leaves_no_lock_file_beside_its_output(tmp_path):
+    (tmp_path / "labels.csv").write_text("dog, bark\ncar, horn\n")
+    (tmp_path / "human.csv").write_text("\nsiren\n")
+    ah.merge_labels(str(tmp_path / "labels.csv"), str(tmp_path / "human.csv"), str(tmp_path / "merged.csv"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["human.csv", "labels.csv", "merged.csv"]
+    assert (tmp_path / "merged.csv").read_text() == "dog, bark\nsiren\n"
+
+
+def test_a_lock_file_deleted_by_its_releasing_holder_is_not_trusted_by_the_next_run(tmp_path, monkeypatch):
+    """The race of deleting lock files, made deterministic: run B opens the lock file, then run A
+    releases (deleting the name), then B locks the deleted file. B must notice and lock the file
+    now under the name; a lock on the deleted file would exclude nobody."""
+    import contextlib
+
+    from auditoryhum.io import guard
+
+    out = tmp_path / "clusters.csv"
+    lock = guard.lock_path(out)
+    run_a = contextlib.ExitStack()
+    run_a.enter_context(guard.locked_outputs([out], holder="run A"))
+    real_open = os.open
+    opened = []
+
+    def open_then_let_a_release(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        if path == lock and not opened:
+            opened.append(os.fstat(fd).st_ino)
+            run_a.close()  # A deletes the name and lets go, after B opened the file
+        return fd
+
+    monkeypatch.setattr(guard.os, "open", open_then_let_a_release)
+    with guard.locked_outputs([out], holder="run B"):
+        monkeypatch.undo()
+        assert opened and os.path.exists(lock)
+        assert json.loads(Path(lock).read_text())["holder"] == "run B"
+        # A third run is refused: B's lock is on the file under the name.
+        with pytest.raises(UserError, match="is being written by another run"):
+            with guard.locked_outputs([out], holder="run C"):
+                pass
+    assert not os.path.exists(lock)
+
+
+_CONTENDER = """
+import os, sys
+from auditoryhum.io.guard import locked_outputs
+from auditoryhum.errors import UserError
+out, marker, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+held = 0
+while held < rounds:
+    try:
+        with locked_outputs([out], holder="contender"):
+            # Inside: nobody else may be. O_EXCL fails if another holder's marker exists.
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(fd)
+            os.unlink(marker)
+            held += 1
+    except UserError:
+        pass  # held by another contender: try again
+print(held)
+"""
+
+
+@pytest.mark.slow
+def test_contending_processes_never_hold_one_lock_together_and_leave_no_lock_file(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out, marker = tmp_path / "out.csv", tmp_path / "inside"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", _CONTENDER, str(out), str(marker), "150"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [r[1][-2000:] for r in results]
+    assert [r[0].strip() for r in results] == ["150"] * 4
+    assert sorted(os.listdir(tmp_path)) == []  # no marker, no lock file

@@ -12,11 +12,18 @@ the path. :func:`locked_outputs` holds an exclusive lock per output for the whol
 second run stops at once and names the first. :func:`guard_stage` does both, in that order.
 
 The lock is a hidden file beside the output (``.<name>.lock``; hidden so globs such as ``*.csv``
-skip it) locked with ``fcntl.flock``. The kernel releases a ``flock`` when its process dies, so a
-killed run never leaves a lock that blocks the next one; the file's content (pid, host, start
-time, holder) only serves to name the holder in messages and to notice that a run was killed
-while holding it. The file is never deleted: deleting a lock file that another process may
-just have opened would let two runs each lock a different file of the same name.
+skip it) locked with ``fcntl.flock``, which exists only while a run holds it: the holder deletes
+it before it lets go, so results folders are not left full of empty lock files. The kernel
+releases a ``flock`` when its process dies, so a killed run never leaves a lock that blocks the
+next one (only its file, which the next run takes over and deletes in turn); the file's content
+(pid, host, start time, holder) only serves to name the holder in messages and to notice that a
+run was killed while holding it.
+
+Deleting a lock file is race-free because of the order: the holder deletes the name while it
+still holds the lock, and a run that has just locked a file checks that the name still leads to
+the very file it locked (same device and inode); if not (it opened the file a moment before the
+holder deleted it), it starts again on a new file. So two runs never hold locks on two different
+files of one name.
 """
 
 import contextlib
@@ -179,6 +186,29 @@ def _describe(owner: Dict) -> str:
 
 
 def _acquire(output: str, holder: str) -> IO:
+    # A lock taken on a file whose name a releasing holder deleted meanwhile protects nothing:
+    # start again on the file now under the name (see the module notes). Only a holder that
+    # releases between our open() and our flock() causes a retry, so a few tries always suffice.
+    for _ in range(1000):
+        handle = _acquire_once(output, holder)
+        if handle is not None:
+            return handle
+    raise UserError(f"cannot lock {output}: its lock file {lock_path(output)} keeps being replaced by other runs; "
+                    f"try again")
+
+
+def _is_locked_file(handle: IO, path: str) -> bool:
+    """Whether ``path`` still names the file ``handle`` has open (and locked)."""
+    try:
+        at_path = os.stat(path)
+    except OSError:
+        return False
+    mine = os.fstat(handle.fileno())
+    return (at_path.st_dev, at_path.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _acquire_once(output: str, holder: str) -> Optional[IO]:
+    """One try of :func:`_acquire`: the held lock, or None when its file was deleted under us."""
     import fcntl
 
     path = lock_path(output)
@@ -207,6 +237,9 @@ def _acquire(output: str, holder: str) -> IO:
     except OSError as exc:
         handle.close()
         raise UserError(f"cannot lock {output}: {exc.strerror or exc} (lock file {path})") from None
+    if not _is_locked_file(handle, path):
+        handle.close()
+        return None
     previous = _read_owner(handle)
     if previous:
         # A clean exit empties the file, so a record here was left by a run that died holding it.
@@ -226,6 +259,7 @@ def _acquire(output: str, holder: str) -> IO:
             os.lseek(handle.fileno(), 0, os.SEEK_SET)
             os.write(handle.fileno(), (json.dumps(record) + "\n").encode("utf-8"))
     handle._auditoryhum_writable = writable  # type: ignore[attr-defined]
+    handle._auditoryhum_path = path  # type: ignore[attr-defined]
     return handle
 
 
@@ -234,8 +268,14 @@ def _release(handle: IO) -> None:
 
     with contextlib.suppress(OSError, ValueError):
         if getattr(handle, "_auditoryhum_writable", False):
-            # Empty = released cleanly; the next run then takes it without a note.
+            # Empty = released cleanly, also where the file cannot be deleted below (a folder we
+            # may not write): the next run then takes it without a note.
             os.ftruncate(handle.fileno(), 0)
+        # Deleted while still locked, never after: see the module notes for why this is race-free.
+        path = getattr(handle, "_auditoryhum_path", None)
+        if path and _is_locked_file(handle, path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     with contextlib.suppress(OSError):
         handle.close()
@@ -251,8 +291,8 @@ def locked_outputs(outputs: Iterable[PathLike], holder: str = "") -> Iterator[No
         The files the block writes. Duplicates (by resolved path) are locked once. ``None`` and
         ``""`` are skipped. Each lock is the hidden file ``.<name>.lock`` beside the output's
         resolved path (its folder is created if missing), holding JSON
-        ``{"pid", "host", "started", "holder"}`` while held and emptied on release; it is never
-        deleted.
+        ``{"pid", "host", "started", "holder"}`` while held and deleted on release (emptied
+        instead where the folder does not allow deleting it).
     holder : str, default ""
         Who holds the lock (e.g. the script and model), shown to a run that finds it taken.
 
