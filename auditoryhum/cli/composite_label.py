@@ -18,7 +18,8 @@ one ``error:`` line for a problem with the inputs or flags, or a run that had to
 (finished clusters are kept for the rerun).
 """
 
-from auditoryhum.cli.options import add_gemini_arguments, add_precision_arguments, gemini_options, per_device
+from auditoryhum.cli.options import (add_gemini_arguments, add_precision_arguments, add_server_arguments, gemini_options,
+                                     per_device, server_options)
 from auditoryhum.defaults import CHAT_BATCH_SIZE
 from auditoryhum.recipe import GEMINI_GENERATION_CONFIG, REVISION_COMPOSITE_MAX_NEW_TOKENS
 from auditoryhum.stages.composite import BACKENDS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TOP_LABELS, default_json_path  # noqa: F401
@@ -59,6 +60,8 @@ def add_arguments(parser, name):
     defaults = per_device(CHAT_BATCH_SIZE)
     add_precision_arguments(parser, f"hf: clusters per generation batch (default per device: {defaults})")
     add_gemini_arguments(parser.add_argument_group("gemini backend"), "clusters")
+    add_server_arguments(parser.add_argument_group("server (vLLM or another OpenAI-compatible server; docs/vllm.md)"),
+                         "cluster prompts")
 
 
 CLUSTER_FLAGS = ("label_csv", "top_label_scores_csv", "taxonomy_csv")
@@ -70,6 +73,8 @@ def run(args, name):
     from auditoryhum.stages.composite import composite_labels, composite_prompt
 
     if args.prompt is not None:
+        if args.server:
+            raise ParameterError("server", "is not available with --prompt yet; name clusters with it, or leave it out")
         given = [p for p in CLUSTER_FLAGS + ("json",) if getattr(args, p) is not None]
         if given:
             raise ParameterError(given[0], "is not used with --prompt (which prints one answer and writes nothing); "
@@ -91,7 +96,7 @@ def run(args, name):
         backend=args.backend, top_labels=args.top_labels,
         max_new_tokens=DEFAULT_MAX_NEW_TOKENS if args.max_new_tokens is None else args.max_new_tokens,
         device=args.device, dtype=args.dtype, quantization=args.quantization, batch_size=args.batch_size,
-        system_prompt=args.system_prompt, **gemini_options(args))
+        system_prompt=args.system_prompt, **gemini_options(args), **server_options(args))
     noise = " (+ the noise cluster -1, labelled noise)" if result.has_noise else ""
     print(f"composite labels of {result.n_named} of {result.n_clusters} clusters{noise} -> "
           f"{args.taxonomy_csv}, {result.outputs['json']}")

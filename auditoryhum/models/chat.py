@@ -486,8 +486,11 @@ def run_composite_labelling(stats: ClusterLabelStats, backend, taxonomy_csv: str
         write_composite_json(json_path, composite_document(stats, results, backend.system, run, top_labels,
                                                             prompts=dict(zip(clusters, prompts))))
 
+    # A server backend keeps several requests in flight (its executor); the others run in order.
+    executor = backend.executor() if hasattr(backend, "executor") else None
     outcome = run_resumable(
         taxonomy_csv, backend.journal_key(), items, backend.step_spec(), write=write, batch_size=backend.batch_size,
+        executor=executor,
         desc="composite labels", codec=_CompositeCodec(), finish=finish, warn_failures=True,
         max_consecutive_failures=getattr(backend, "max_consecutive_failures", 0),
         wording=Wording(unit="clusters", done="named", retry="a rerun asks again only for the {n} failed {each}"),

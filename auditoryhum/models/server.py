@@ -74,6 +74,9 @@ AUTH_STATUS = frozenset({401, 403})
 _MESSAGE_LIMIT = 300
 
 RETRY, CLIP, RUN = "retry", "clip", "run"
+# Special-token texts at the end of a decoded answer: Qwen's <|im_end|>, <|endoftext|>, <|AUDIO|>;
+# Gemma's <end_of_turn>, <eos>, <audio_soft_token>.
+_TRAILING_SPECIALS = re.compile(r"(?:<\|[A-Za-z0-9_]+\|>|<[a-z][a-z0-9_]*>)+$")
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,6 +252,7 @@ class ServerClient:
         self._turn = 0
         self._rng = random.Random(SEED)
         self.served: Dict[str, Dict[str, Any]] = {}  # url -> the /v1/models entry of the model
+        self._no_detokenize = False
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -376,13 +380,41 @@ class ServerClient:
             retry += 1
 
     def chat(self, messages: List[Dict[str, Any]], max_tokens: int, extra: Optional[Dict[str, Any]] = None) -> str:
-        """The text of one greedy chat completion (``""`` when the model answered nothing)."""
-        answer = self.post("/v1/chat/completions", chat_request(self.settings, messages, max_tokens, extra))
+        """The text of one greedy chat completion (``""`` when the model answered nothing), as
+        transformers decodes the same tokens (:meth:`_lost_tail`)."""
+        body = dict(extra or {}, return_token_ids=True)
+        answer = self.post("/v1/chat/completions", chat_request(self.settings, messages, max_tokens, body))
         try:
-            content = answer["choices"][0]["message"].get("content")
+            choice = answer["choices"][0]
+            content = choice["message"].get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ServerFailed(CLIP, f"the answer has no choices[0].message ({one_line(json.dumps(answer)[:200])})") from None
-        return content or ""
+        ids = choice.get("token_ids")
+        return content + self._lost_tail(ids, content) if ids else content
+
+    def _lost_tail(self, ids: List[int], content: str) -> str:
+        """What vLLM's text leaves out at the end: the replacement characters of an answer that
+        ends inside a UTF-8 sequence (a byte-level BPE model cut at max_tokens can end with the
+        first byte of a character). vLLM's incremental detokenizer holds such bytes back until
+        the character completes and drops them at the end; transformers' ``batch_decode`` (the
+        local route) turns them into U+FFFD. The token ids (``return_token_ids``) decoded by the
+        server's ``/detokenize`` (the same tokenizer, no model work) say how many there are.
+        A server without ``/detokenize`` (not vLLM) gets nothing added."""
+        if self._no_detokenize:
+            return ""
+        try:
+            decoded = self.post("/detokenize", {"model": self.settings.model, "tokens": ids}).get("prompt", "")
+        except ServerFailed as exc:
+            if exc.status in (404, 405):
+                self._no_detokenize = True
+                return ""
+            raise
+        # /detokenize keeps special tokens (the end token, a stray audio placeholder), which the
+        # answer's text skips, as transformers does: drop those at the end before counting.
+        decoded = _TRAILING_SPECIALS.sub("", decoded)
+        lost = len(decoded) - len(decoded.rstrip("\ufffd"))
+        have = len(content) - len(content.rstrip("\ufffd"))
+        return "\ufffd" * max(0, lost - have)
 
     # -- the check before any work ------------------------------------------------------------
 
@@ -648,17 +680,18 @@ class ServerChatBackend:
 
     name = "server"
 
-    def __init__(self, settings: ServerSettings, instruction: str, max_new_tokens: int, family_key: Optional[str] = None):
+    def __init__(self, settings: ServerSettings, instruction: str, max_new_tokens: int):
         from auditoryhum.models.chat import system_message_for
 
         if max_new_tokens < 1:
             raise ParameterError("max_new_tokens", f"must be at least 1, got {max_new_tokens}")
-        self.settings, self.max_new_tokens, self.family_key = settings, max_new_tokens, family_key
-        self.system = system_message_for(family_key, instruction)
+        self.settings, self.max_new_tokens = settings, max_new_tokens
         client = ServerClient(settings)
         client.check()
         self.served = client.served[settings.urls[0]]
         client.close()
+        self.family_key = served_family(self.served)
+        self.system = system_message_for(self.family_key, instruction)
 
     @property
     def batch_size(self) -> int:
@@ -683,6 +716,26 @@ class ServerChatBackend:
 
     def executor(self):
         return LocalExecutor(self.settings.concurrency)
+
+
+def served_family(served: Dict[str, Any]) -> Optional[str]:
+    """The audio-LLM family of the served model when the server names its weights by a folder
+    this machine can read (vLLM's ``root``: a server on this machine or a shared disk), else
+    ``None``: the namer's prompt style and system message follow the family as in the local
+    route (:func:`auditoryhum.models.chat.family_of_model_type`); an unknown model is named as
+    a plain chat model."""
+    root = served.get("root")
+    if not isinstance(root, str) or not os.path.isfile(os.path.join(root, "config.json")):
+        return None
+    from auditoryhum.models.chat import family_of_model_type
+
+    try:
+        with open(os.path.join(root, "config.json"), encoding="utf-8") as f:
+            model_type = json.load(f).get("model_type", "")
+    except (OSError, ValueError):
+        return None
+    family = family_of_model_type(model_type)
+    return family.key if family is not None else None
 
 
 def chat_messages(system: str, prompt: str) -> List[Dict[str, Any]]:

@@ -117,7 +117,8 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
                      base_url: Optional[str] = None, max_retries: Optional[int] = None, timeout: Optional[float] = None,
                      retry_base_delay: Optional[float] = None,
                      max_consecutive_failures: Optional[int] = None,
-                     system_prompt: Optional[str] = None) -> CompositeLabelsResult:
+                     system_prompt: Optional[str] = None, server=None,
+                     concurrency: Optional[int] = None) -> CompositeLabelsResult:
     """Name every cluster with a short composite label from an LLM, resumably.
 
     Parameters
@@ -148,6 +149,12 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
         (:data:`auditoryhum.recipe.NEUTRAL_SYSTEM_PROMPT`), any other text is sent verbatim,
         ``""`` sends none (the model's chat template may still write its own default). Part of
         the resume key and of the JSON document.
+    server : str or sequence of str, optional
+        Ask OpenAI-compatible server(s) (vLLM) instead of loading ``model`` (then the served
+        model's name): one text request per cluster, greedy, ``max_new_tokens``; the same prompts
+        and outputs (:class:`auditoryhum.models.server.ServerChatBackend`, docs/vllm.md).
+    concurrency : int, optional
+        With ``server``: requests in flight (default :data:`auditoryhum.defaults.SERVER_CONCURRENCY`).
     """
     from auditoryhum.errors import UserError
     from auditoryhum.validation import one_of, optional_positive_int, positive_int
@@ -174,7 +181,20 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
         if not len(cluster_ids):
             raise UserError(f"cluster-id file {label_csv} is empty; run a clustering stage first")
         api_key_used = None
-        if backend == "gemini":
+        if server is not None:
+            from auditoryhum.errors import ParameterError
+            from auditoryhum.models.server import ServerChatBackend, server_settings
+
+            if backend != "hf":
+                raise ParameterError("backend", f"{backend} does not go with server (a server is the model); leave one out")
+            settings = server_settings(server, model, concurrency=concurrency)
+            chat = ServerChatBackend(settings, COMPOSITE_SYSTEM_INSTRUCTION, max_new_tokens)
+            api_key_used = settings.api_key
+        elif concurrency is not None:
+            from auditoryhum.errors import ParameterError
+
+            raise ParameterError("concurrency", "applies only with server; give server too (or leave it out)")
+        elif backend == "gemini":
             from auditoryhum.console import note
             from auditoryhum.models.chat import GeminiChatBackend
 
@@ -200,7 +220,7 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
             # Verbatim, as the revision sends it: no Qwen identity prompt in front (the backend's
             # journal key, step and JSON document all read this attribute).
             chat.system = system
-        _record_composite("composite", chat.system, max_new_tokens if backend == "hf" else None, None)
+        _record_composite("composite", chat.system, max_new_tokens if backend == "hf" or server else None, None)
 
         from auditoryhum.models.chat import run_composite_labelling
 

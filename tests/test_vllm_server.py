@@ -1,0 +1,344 @@
+"""Labelling and naming through a real vLLM server (``--server``), started on loopback.
+
+Each test module starts ``python -m vllm.entrypoints.openai.api_server`` from vLLM's own
+environment (``.venv-vllm``, made by ``tools/ensure_vllm_env.sh``: vLLM's pins cannot live in the
+toolkit's venv) with a tiny random model of a labelling family that vLLM accepts (text heads of
+32, see ``tests/tiny_mllm_models.py``), and compares the label file written through the server
+with the one the transformers route writes from the same weights and clips: byte for byte.
+
+One server runs at a time (:class:`OneServer`): a server starts in 40-90 s on a 2-core machine,
+so the tests of one model share it and the next model's first test stops it first. Every server
+is started in a session of its own and its whole process group is ended at teardown.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, assert_one_line_error, run_and_kill_when_journal_has, run_script
+from tiny_mllm_models import tiny_model
+
+pytestmark = pytest.mark.slow
+
+VLLM_VENV = REPO / ".venv-vllm"
+VLLM_PYTHON = VLLM_VENV / "bin" / "python"
+#: The key the test servers require (``--api-key``) and the clients send (from the environment).
+API_KEY = "sk-test-d0n7-l34k-7h15-k3y"
+STARTUP_TIMEOUT_S = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    """One ``vllm.entrypoints.openai.api_server`` process on 127.0.0.1, its own process group."""
+
+    def __init__(self, model: Path, log: Path, max_model_len: int = 2048, api_key: str = API_KEY):
+        if not VLLM_PYTHON.exists():
+            pytest.fail(f"vLLM's environment {VLLM_VENV} is missing: run `bash tools/ensure_vllm_env.sh` "
+                        f"(about 7 minutes and 6.6 GB, once)")
+        self.model, self.log_path = str(model), log
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
+        env.pop("PYTHONPATH", None)
+        self.log = open(log, "wb")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+             "--dtype", "float32", "--enforce-eager", "--max-model-len", str(max_model_len),
+             "--host", "127.0.0.1", "--port", str(self.port), "--limit-mm-per-prompt", '{"audio": 1}',
+             "--api-key", api_key, "--seed", "0"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(log.parent), start_new_session=True)
+        try:
+            self._wait_until_up(api_key)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+
+    def _wait_until_up(self, api_key: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        request = urllib.request.Request(f"{self.url}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the vLLM server exited ({self.proc.returncode}) while starting:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(1.0)
+        pytest.fail(f"the vLLM server did not answer within {STARTUP_TIMEOUT_S} s:\n{self.tail()}")
+
+    def tail(self, n: int = 30) -> str:
+        self.log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        # Workers vLLM forked stay in the group: end whatever is left of it.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+class OneServer:
+    """At most one vLLM server at a time: :meth:`serving` stops the running one when another
+    model is asked for (the machine has two cores; each server holds one busy)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.current = folder, None
+
+    def serving(self, model: Path, max_model_len: int = 2048) -> VLLMServer:
+        if self.current is not None and self.current.model == str(model):
+            return self.current
+        self.stop()
+        name = f"vllm-{Path(model).parent.name}-{Path(model).name}.log"
+        self.current = VLLMServer(model, self.folder / name, max_model_len)
+        return self.current
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    pool = OneServer(tmp_path_factory.mktemp("vllm-logs"))
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "tiny_mllm"
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Eight clips that differ in length and content (tones, noise, chirps; 16 kHz float WAV),
+    an undecodable one is added by the test that needs it."""
+    from test_labellers import _mixed_clips
+
+    return _mixed_clips(tmp_path_factory.mktemp("clips") / "clips", n=8)
+
+
+SCRIPTS = {
+    "qwen2a": ("label_qwen2a.py", "--qwen2a_model"),
+    "qwen2_5o": ("label_qwen2_5o.py", "--qwen2_5o_model"),
+    "qwen3o": ("label_qwen3o.py", "--qwen3o_model"),
+    "gemma3n": ("label_gemma3n.py", "--gemma3n_model"),
+}
+
+
+def _label(family, model, clips, out, *extra, env=None):
+    script, flag = SCRIPTS[family]
+    return run_script(script, "--filedir", Path(clips) / "*.wav", flag, model, "--text_label_csv", out, *extra,
+                      env=env)
+
+
+def _via_server(family, server, clips, out, *extra, key=API_KEY):
+    env = {"AUDITORYHUM_SERVER_API_KEY": key} if key is not None else {"AUDITORYHUM_SERVER_API_KEY": ""}
+    env["OPENAI_API_KEY"] = ""
+    return _label(family, server.model, clips, out, "--server", server.url, *extra, env=env)
+
+
+def _assert_no_key(*paths_or_texts):
+    for item in paths_or_texts:
+        text = item.read_bytes().decode("utf-8", "replace") if isinstance(item, Path) else item
+        assert API_KEY not in text
+
+
+# ---------------------------------------------------------------------------------------
+# Qwen2-Audio: the whole contract
+
+
+@pytest.fixture(scope="module")
+def qwen2a(tiny_base):
+    return tiny_model(tiny_base, "qwen2a", "random", vllm=True)
+
+
+@pytest.fixture(scope="module")
+def qwen2a_reference(tmp_path_factory, qwen2a, clips):
+    """The transformers route's label file on the same weights and clips (with hints for some clips)."""
+    folder = tmp_path_factory.mktemp("reference")
+    hints = folder / "hints.csv"
+    hints.write_text("rain on a roof\n\n  dog barking  \n\nbirds\n")
+    plain = _label("qwen2a", qwen2a, clips, folder / "plain.csv")
+    hinted = _label("qwen2a", qwen2a, clips, folder / "hinted.csv", "--annotations", hints)
+    assert plain.returncode == 0 and hinted.returncode == 0, plain.stderr + hinted.stderr
+    return {"plain": folder / "plain.csv", "hinted": folder / "hinted.csv", "hints": hints}
+
+
+def test_server_labels_equal_the_transformers_route_byte_for_byte(tmp_path, servers, qwen2a, qwen2a_reference, clips):
+    server = servers.serving(qwen2a)
+    out = tmp_path / "labels.csv"
+    proc = _via_server("qwen2a", server, clips, out, "--concurrency", "4")
+    assert proc.returncode == 0, proc.stderr
+    expected = qwen2a_reference["plain"].read_bytes()
+    assert expected.count(b"\n") == 8 and len(set(expected.split(b"\n"))) == 9  # 8 different answers
+    assert out.read_bytes() == expected
+    assert "Qwen2-Audio labels of 8 clips" in proc.stdout
+    assert "key from AUDITORYHUM_SERVER_API_KEY" in proc.stderr
+    assert not (tmp_path / ".labels.csv.journal").exists()
+    _assert_no_key(out, proc.stdout, proc.stderr)
+
+
+def test_hints_reach_the_server_as_they_reach_the_local_model(tmp_path, servers, qwen2a, qwen2a_reference, clips):
+    server = servers.serving(qwen2a)
+    out = tmp_path / "hinted.csv"
+    proc = _via_server("qwen2a", server, clips, out, "--annotations", qwen2a_reference["hints"], "--concurrency", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == qwen2a_reference["hinted"].read_bytes()
+    assert out.read_bytes() != qwen2a_reference["plain"].read_bytes()  # the hints changed some answers
+
+
+def test_two_server_urls_share_the_work_and_write_the_same_bytes(tmp_path, servers, qwen2a, qwen2a_reference, clips):
+    """Two URLs of the same server (``--server A --server B,A``, duplicates dropped) spread the
+    requests; the file does not depend on which server answered which clip."""
+    server = servers.serving(qwen2a)
+    alias = server.url.replace("127.0.0.1", "localhost")
+    out = tmp_path / "two.csv"
+    env = {"AUDITORYHUM_SERVER_API_KEY": API_KEY}
+    proc = run_script("label_qwen2a.py", "--filedir", clips / "*.wav", "--qwen2a_model", server.model,
+                      "--text_label_csv", out, "--server", server.url, "--server", f"{alias}/v1/,{server.url}", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"on {server.url}, {alias} (8 in flight" in proc.stderr
+    assert out.read_bytes() == qwen2a_reference["plain"].read_bytes()
+
+
+def test_kill_9_then_rerun_resumes_to_identical_bytes(tmp_path, servers, qwen2a, qwen2a_reference, clips):
+    server = servers.serving(qwen2a)
+    # 24 clips (three copies of the eight), one request in flight, so the run is still going
+    # when the journal holds its first clip.
+    many = tmp_path / "many"
+    many.mkdir()
+    for k in range(3):
+        for clip in sorted(clips.glob("*.wav")):
+            (many / f"{k}_{clip.name}").write_bytes(clip.read_bytes())
+    out = tmp_path / "killed.csv"
+    journal = tmp_path / ".killed.csv.journal"
+    args = ["--filedir", many / "*.wav", "--qwen2a_model", server.model, "--text_label_csv", out,
+            "--server", server.url, "--concurrency", "1"]
+    os.environ["AUDITORYHUM_SERVER_API_KEY"] = API_KEY
+    try:
+        done = run_and_kill_when_journal_has("label_qwen2a.py", args, journal, 3)
+    finally:
+        del os.environ["AUDITORYHUM_SERVER_API_KEY"]
+    assert 2 <= done < 24 and not out.exists()
+    _assert_no_key(journal)
+    rerun = _via_server("qwen2a", server, many, out)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming: {done} of 24 clips already labelled" in rerun.stderr
+    assert out.read_bytes() == qwen2a_reference["plain"].read_bytes() * 3
+    assert not journal.exists()
+
+
+def test_an_undecodable_clip_gets_an_empty_line_and_the_run_ends_non_zero(tmp_path, servers, qwen2a, qwen2a_reference,
+                                                                        clips):
+    server = servers.serving(qwen2a)
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for clip in sorted(clips.glob("*.wav"))[:3]:
+        (folder / clip.name).write_bytes(clip.read_bytes())
+    (folder / "clip01b.wav").write_bytes(b"RIFF....WAVEfmt this is not audio")
+    out = tmp_path / "labels.csv"
+    proc = _via_server("qwen2a", server, folder, out)
+    assert proc.returncode == 1
+    expected = qwen2a_reference["plain"].read_bytes().split(b"\n")[:3]
+    assert out.read_bytes().split(b"\n") == [expected[0], expected[1], b"", expected[2], b""]
+    assert "1 of 4 clips failed; their label lines are empty" in proc.stderr
+    assert "clip01b.wav" in proc.stderr and (tmp_path / ".labels.csv.journal").exists()
+
+
+def test_format_regex_word_pairs_constrains_every_answer(tmp_path, servers, qwen2a, clips):
+    """The paper's word-pair format as vLLM structured output: every line of the random model's
+    gibberish becomes lower-case word pairs; without it (the recipe) almost none is."""
+    from auditoryhum.defaults import FORMAT_REGEX_PRESETS
+
+    server = servers.serving(qwen2a)
+    out = tmp_path / "pairs.csv"
+    proc = _via_server("qwen2a", server, clips, out, "--format_regex", "word_pairs")
+    assert proc.returncode == 0, proc.stderr
+    pattern = re.compile(FORMAT_REGEX_PRESETS["word_pairs"])
+    lines = out.read_text().splitlines()
+    assert len(lines) == 8 and all(pattern.fullmatch(line) for line in lines), lines
+    assert "answers constrained to" in proc.stderr
+
+
+def test_unreachable_server_is_one_line_within_seconds(tmp_path, qwen2a, clips):
+    port = _free_port()  # nothing listens there
+    started = time.monotonic()
+    proc = _label("qwen2a", qwen2a, clips, tmp_path / "x.csv", "--server", f"http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 30  # the interpreter's start included
+    assert_one_line_error(proc, f"--server http://127.0.0.1:{port}: cannot connect (Connection refused); start the server")
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / ".x.csv.journal").exists()
+
+
+def test_wrong_model_name_is_one_line_naming_the_served_one(tmp_path, servers, qwen2a, clips):
+    server = servers.serving(qwen2a)
+    started = time.monotonic()
+    proc = run_script(
+        "label_qwen2a.py", "--filedir", clips / "*.wav", "--qwen2a_model", "Qwen/Qwen2-Audio-7B-Instruct",
+        "--text_label_csv", tmp_path / "x.csv", "--server", server.url, env={"AUDITORYHUM_SERVER_API_KEY": API_KEY})
+    assert time.monotonic() - started < 30
+    assert_one_line_error(proc, f"--qwen2a_model 'Qwen/Qwen2-Audio-7B-Instruct' is not served by {server.url} "
+                                f"(it serves '{server.model}')")
+    _assert_no_key(proc.stderr, proc.stdout)
+
+
+def test_a_refused_key_stops_in_one_line_that_never_shows_it(tmp_path, servers, qwen2a, clips):
+    server = servers.serving(qwen2a)
+    for key in (None, "sk-wrong-key-0123456789"):
+        proc = _via_server("qwen2a", server, clips, tmp_path / "x.csv", key=key)
+        assert_one_line_error(proc, f"{server.url} refused the API key (HTTP 401",
+                              "set AUDITORYHUM_SERVER_API_KEY or OPENAI_API_KEY")
+        _assert_no_key(proc.stderr, proc.stdout)
+        if key:
+            assert key not in proc.stderr + proc.stdout
+
+
+def test_a_text_only_request_names_clusters_as_the_transformers_route(tmp_path, servers, qwen2a):
+    """composite_label.py --server: the same cluster prompts, system message and greedy answer,
+    so the taxonomy CSV and JSON equal the local route's apart from the backend's description."""
+    server = servers.serving(qwen2a)
+    labels = tmp_path / "clusters.csv"
+    scores = tmp_path / "scores.csv"
+    names = ["dog barking", "rain falling", "traffic noise", "birds chirping"]
+    labels.write_text("".join(f"{k % 2}\n" for k in range(8)))
+    scores.write_text("".join(f"{k}, /x/c{k}.wav, {names[k % 4]}, 0.5\n" for k in range(8)))
+    local = run_script("composite_label.py", "--label_csv", labels, "--top_label_scores_csv", scores,
+                       "--taxonomy_csv", tmp_path / "local.csv", "--model", server.model, "--device", "cpu")
+    remote = run_script("composite_label.py", "--label_csv", labels, "--top_label_scores_csv", scores,
+                        "--taxonomy_csv", tmp_path / "remote.csv", "--model", server.model, "--server", server.url,
+                        env={"AUDITORYHUM_SERVER_API_KEY": API_KEY})
+    assert local.returncode in (0, 1) and remote.returncode == local.returncode, local.stderr + remote.stderr
+    assert (tmp_path / "remote.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "remote"))
+    assert [c["answer"] for c in a["clusters"]] == [c["answer"] for c in b["clusters"]]
+    assert b["run"]["backend"] == "server"
+    _assert_no_key(tmp_path / "remote.json", tmp_path / "remote.csv", remote.stderr)
