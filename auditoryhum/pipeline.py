@@ -253,6 +253,7 @@ def execute(steps: Sequence[Step], out_dir: str, announce: Callable[[str], None]
     items (clips that could not be decoded) is recorded without its output fingerprints, so the
     next run retries it (its journal keeps the finished items).
     """
+    from auditoryhum import run_log
     from auditoryhum.io.guard import locked_outputs
 
     os.makedirs(out_dir, exist_ok=True)
@@ -284,6 +285,10 @@ def execute(steps: Sequence[Step], out_dir: str, announce: Callable[[str], None]
                 "seconds": round(seconds, 3),
                 "summary": summary,
                 "failures": len(failures),
+                # When and with which libraries: here, not in the artefacts (report.html), which must
+                # be the same bytes however often the run was interrupted and resumed.
+                "finished": run_log.utc_now(),
+                "versions": run_log.versions(),
             }
             manifest.steps[step.name] = record
             manifest.save()

@@ -203,9 +203,11 @@ class ReportData:
     clusters: Optional[ClustersData] = None
     run_log: Optional[RunLog] = None
     problems: Dict[str, List[str]] = field(default_factory=dict)
-    made_at: str = ""
     made_by: str = ""
-    toolkit: dict = field(default_factory=dict)  # versions, git commit, parameters of the toolkit making the report
+    # The toolkit's own version, git commit and parameters. Never the time or the library versions:
+    # those differ between a run and its resumed rerun (which imported other libraries), and the
+    # page must be the same bytes for the same inputs. The run log and run's manifest record them.
+    toolkit: dict = field(default_factory=dict)
 
     def problem(self, section: str, message: str) -> None:
         self.problems.setdefault(section, []).append(message)
@@ -276,9 +278,11 @@ def gather(inputs: ReportInputs, page_path: str) -> ReportData:
     from auditoryhum import run_log as rl
 
     report = ReportData(inputs, page_path)
-    report.made_at = rl.utc_now()
+    from auditoryhum import __version__
+
     report.made_by = rl.current_shell_line()
-    report.toolkit = {"versions": rl.versions(), "git_commit": rl.git_commit(), "parameters": rl.toolkit_parameters()}
+    report.toolkit = {"versions": {"auditoryhum": __version__}, "git_commit": rl.git_commit(),
+                      "parameters": rl.toolkit_parameters()}
     page_dir = os.path.dirname(os.path.abspath(page_path))
 
     score_rows = None
@@ -872,6 +876,9 @@ def render_runs(report: ReportData) -> str:
             intro
             + "<h3>The toolkit that made this report</h3>"
             + _versions_table(versions, 1)
+            + "<p>The time and the versions of Python and the libraries are not on this page, so that the same "
+              "inputs give the same page, byte for byte: the run log records them for each command, and "
+              "<code>auditoryhum run</code> for each stage in its <code>manifest.json</code>.</p>"
             + "<h3>Fixed seeds and hyper-parameters</h3>"
             + _parameters_html(toolkit.get("parameters", {}))
         )
@@ -1029,7 +1036,7 @@ def render_report(report: ReportData, title: Optional[str] = None) -> str:
     toolkit = report.toolkit
     commit = toolkit.get("git_commit")
     version = toolkit.get("versions", {}).get("auditoryhum", "?")
-    made = f"Made {_e(report.made_at)} by AuditoryHuM {_e(version)}" + (f" (git commit <code>{_e(commit[:12])}</code>)" if commit else "") + "."
+    made = f"Made by AuditoryHuM {_e(version)}" + (f" (git commit <code>{_e(commit[:12])}</code>)" if commit else "") + "."
     footer = f'<p>Made with: <code class="made-by">{_e(report.made_by)}</code></p>' if report.made_by else ""
     values = {
         "csp": _e(csp),

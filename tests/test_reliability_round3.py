@@ -564,3 +564,69 @@ def test_contending_processes_never_hold_one_lock_together_and_leave_no_lock_fil
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [r[1][-2000:] for r in results]
     assert [r[0].strip() for r in results] == ["150"] * 4
     assert sorted(os.listdir(tmp_path)) == []  # no marker, no lock file
+
+
+# --- item 8: report.html is the same bytes for the same inputs ----------------------------------
+
+def _report_inputs(tmp_path):
+    (tmp_path / "scores.csv").write_text("1, a.wav, dog bark, 0.5\n2, b.wav, car horn, 0.25\n")
+    (tmp_path / "ids.csv").write_text("0\n1\n")
+    return dict(top_label_scores_csv=str(tmp_path / "scores.csv"), cluster_csv=str(tmp_path / "ids.csv"))
+
+
+def test_the_report_holds_no_time_and_a_second_write_gives_the_same_bytes(tmp_path):
+    import time
+
+    inputs = _report_inputs(tmp_path)
+    ah.write_report(str(tmp_path / "a.html"), **inputs)
+    time.sleep(0.01)  # the old page's "Made <time>" had milliseconds
+    ah.write_report(str(tmp_path / "b.html"), **inputs)
+    first, second = (tmp_path / "a.html").read_bytes(), (tmp_path / "b.html").read_bytes()
+    assert first == second
+    from auditoryhum import __version__
+
+    text = first.decode("utf-8")
+    assert f"Made by AuditoryHuM {__version__}" in text
+    assert "The time and the versions of Python and the libraries are not on this page" in text
+
+
+# Given through the environment: the page names the command line that made it ("Made with:"),
+# which must be the same in both processes.
+_REPORT_IN_A_PROCESS = """
+import os
+if os.environ["T_TORCH"] == "1":
+    import torch  # what a model stage earlier in the same process imports
+import auditoryhum as ah
+ah.write_report(os.environ["T_OUT"], top_label_scores_csv="scores.csv", cluster_csv="ids.csv")
+"""
+
+
+@pytest.mark.slow
+def test_the_report_is_the_same_bytes_whether_or_not_a_model_library_was_imported_first(tmp_path):
+    """A resumed run writes the report in a process that ran no model stage: same page."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    _report_inputs(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    for name, torch_first in (("fresh.html", "0"), ("after_model.html", "1")):
+        proc = subprocess.run([sys.executable, "-c", _REPORT_IN_A_PROCESS], env=dict(env, T_OUT=name, T_TORCH=torch_first),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "fresh.html").read_bytes() == (tmp_path / "after_model.html").read_bytes()
+    assert b"torch" not in (tmp_path / "after_model.html").read_bytes()
+
+
+def test_the_run_manifest_records_when_each_stage_finished_and_the_library_versions(tmp_path):
+    import platform
+
+    from auditoryhum.pipeline import execute
+
+    runs = []
+    execute(_steps(tmp_path, runs), str(tmp_path / "run"), lambda line: None)
+    record = json.loads((tmp_path / "run" / "manifest.json").read_text())["steps"]["first"]
+    assert record["versions"]["python"] == platform.python_version()
+    assert record["versions"]["auditoryhum"] == ah.__version__
+    assert len(record["finished"]) == len("2026-03-01T12:00:00.123Z") and record["finished"].endswith("Z")
