@@ -270,6 +270,13 @@ def test_unreachable_address_is_one_line_naming_it():
     assert "Traceback" not in proc.stderr
 
 
+def test_the_address_probe_accepts_a_real_ray_head(ray_cluster):
+    """Issue 23 item 9: the probe that refuses a non-Ray listener in seconds lets Ray's GCS through."""
+    from auditoryhum.engine.ray_executor import _probe
+
+    _probe(ray, ray_cluster)  # raises UserError if the GCS did not answer like gRPC
+
+
 def test_a_worker_that_cannot_read_the_clips_is_one_line(ray_cluster, ast_model, tmp_path):
     from auditoryhum.engine.ray_executor import RayExecutor
     from auditoryhum.errors import UserError

@@ -630,3 +630,97 @@ def test_the_run_manifest_records_when_each_stage_finished_and_the_library_versi
     assert record["versions"]["python"] == platform.python_version()
     assert record["versions"]["auditoryhum"] == ah.__version__
     assert len(record["finished"]) == len("2026-03-01T12:00:00.123Z") and record["finished"].endswith("Z")
+
+
+# --- items 9, 10: the Ray engine fails in seconds, in one line -----------------------------------
+
+def _ray_or_skip():
+    pytest.importorskip("ray", reason="the Ray engine is optional (auditoryhum[ray])")
+
+
+def test_a_ray_address_where_an_http_server_listens_fails_in_seconds(tmp_path):
+    import http.server
+    import threading
+    import time
+
+    _ray_or_skip()
+    from auditoryhum.engine.ray_executor import RayExecutor
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            started = time.monotonic()
+            with pytest.raises(UserError) as info:
+                RayExecutor(ray_address=address).connect()
+            assert time.monotonic() - started < 10
+            assert str(info.value) == (
+                f"cannot reach the Ray cluster at {address!r}: something listens there but does not answer as Ray "
+                f"does (no gRPC); check --ray_address (the head node's GCS port, 6379 by default, 'auto' on a cluster "
+                f"node, or ray://host:10001)")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_ray_address_where_a_listener_never_answers_fails_after_the_probe_timeout():
+    import socket
+    import time
+
+    _ray_or_skip()
+    from auditoryhum.engine import ray_executor
+    from auditoryhum.engine.ray_executor import RayExecutor
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts connections (the kernel does) and never says a word
+    try:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(UserError, match="something listens there but does not answer as Ray does"):
+            RayExecutor(ray_address=address).connect()
+        assert time.monotonic() - started < ray_executor.PROBE_TIMEOUT_S + 5
+    finally:
+        silent.close()
+
+
+def test_more_local_actors_than_cores_is_refused_before_ray_starts(capsys):
+    _ray_or_skip()
+    import ray
+
+    from auditoryhum.engine.ray_executor import RayExecutor
+    from auditoryhum.errors import MentionError
+
+    cores = len(os.sched_getaffinity(0))
+    with pytest.raises(MentionError) as info:
+        RayExecutor(actors=100000).connect()
+    assert str(info.value) == (f"actors 100000 x 1 CPU need 100000 CPUs but this machine has {cores}; give at most "
+                               f"{cores} actors, a smaller cpus_per_actor (e.g. {cores / 100000:.2g}) or a cluster "
+                               f"(ray_address)")
+    assert info.value.with_flags(lambda p: "--" + p).startswith("--actors 100000 x 1 CPU need")
+    assert not ray.is_initialized()
+    with pytest.raises(MentionError, match=rf"actors {cores + 1} x 1 CPU need {cores + 1} CPUs"):
+        RayExecutor(actors=cores + 1).connect()
+    with pytest.raises(MentionError, match=rf"actors {4 * cores} x 0.5 CPU need {2 * cores} CPUs"):
+        RayExecutor(actors=4 * cores, cpus_per_actor=0.5).connect()
+    assert not ray.is_initialized()
+    # What fits: the cores, one more for Ray Data's reading and collecting.
+    assert RayExecutor(actors=cores)._local_cpus() == cores + 1
+    assert RayExecutor(actors=4 * cores, cpus_per_actor=0.25)._local_cpus() == cores + 1
+
+
+def test_too_many_actors_names_the_flags_of_the_command_and_of_auditoryhum_run():
+    _ray_or_skip()
+    from auditoryhum.cli import COMMANDS, build_parser, parameter_message
+    from auditoryhum.engine.ray_executor import RayExecutor
+    from auditoryhum.errors import MentionError
+    from auditoryhum.pipeline import _in_stage
+
+    with pytest.raises(MentionError) as info:
+        RayExecutor(actors=100000).connect()
+    for name in ("features-clap", "run"):
+        parser = build_parser(next(c for c in COMMANDS if c.name == name))
+        shown = parameter_message(_in_stage("clap", info.value) if name == "run" else info.value, parser)
+        assert shown.startswith(("stage clap: " if name == "run" else "") + "--actors 100000 x 1 CPU need 100000 CPUs")
+        assert "a smaller --cpus_per_actor" in shown and "a cluster (--ray_address)" in shown

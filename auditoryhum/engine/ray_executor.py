@@ -232,10 +232,33 @@ def _read_rows(ref, offset: int, length: int):
 
 
 PROBE_TIMEOUT_S = 5.0
+# An HTTP/2 connection preface and an empty SETTINGS frame (RFC 7540 3.5, 6.5): every gRPC server,
+# as Ray's GCS and its Ray Client server are, answers it with a SETTINGS frame of its own.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
+def _answers_like_grpc(sock) -> bool:
+    """Whether the listener on ``sock`` answers an HTTP/2 preface with a SETTINGS frame within
+    :data:`PROBE_TIMEOUT_S`. An HTTP/1 server, a database or a silent listener does not, and
+    ``ray.init`` would retry it for minutes ("Failed to get cluster ID from GCS server")."""
+    try:
+        sock.settimeout(PROBE_TIMEOUT_S)
+        sock.sendall(_H2_PREFACE)
+        head = b""
+        while len(head) < 9:  # one frame header: length (3), type (1), flags (1), stream (4)
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:  # reset, timed out
+        return False
+    return head[3] == _H2_SETTINGS
 
 
 def _probe(ray, address: str) -> None:
-    """Stop in one line unless something listens at ``address`` (``auto`` is looked up first)."""
+    """Stop in one line unless Ray listens at ``address`` (``auto`` is looked up first): nothing
+    listening, or something that does not speak gRPC as Ray does; both within seconds."""
     import socket
 
     target = address
@@ -251,12 +274,17 @@ def _probe(ray, address: str) -> None:
     hostport = target.split("://", 1)[-1].rstrip("/")
     host, _, port = hostport.rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S) as sock:
+            # With TLS (RAY_USE_TLS) the handshake comes first: the plain-text check would fail it.
+            speaks = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") or _answers_like_grpc(sock)
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address!r} ({why}); check --ray_address (host:port of the "
                         f"head node, 'auto' on a cluster node, or ray://host:10001) and that the cluster is up") from None
+    if not speaks:
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: something listens there but does not answer as "
+                        f"Ray does (no gRPC); check --ray_address (the head node's GCS port, 6379 by default, 'auto' on "
+                        f"a cluster node, or ray://host:10001)")
 
 
 # The watchdog of a local instance (run with ``python -c``; standard library and psutil only).
@@ -410,12 +438,9 @@ class RayExecutor(Executor):
         kwargs = dict(logging_level=logging.INFO if self.verbose else logging.ERROR, log_to_driver=self.verbose,
                       include_dashboard=False, configure_logging=True)
         if self.ray_address is None:
+            kwargs["num_cpus"] = self._local_cpus()  # refuses actors the machine cannot hold, before Ray starts
             # A private instance on this machine: no token to manage (Ray warns without one).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-            cpus = os.cpu_count() or 1
-            needed = self.actors * (self.cpus_per_actor if self.cpus_per_actor is not None else 1.0)
-            # One logical CPU beyond the actors' so that reading and collecting always progress.
-            kwargs["num_cpus"] = int(max(cpus, -(-needed // 1))) + 1
         else:
             # Ray retries an unreachable address for minutes, logging as it goes: check first.
             _probe(ray, self.ray_address)
@@ -431,6 +456,27 @@ class RayExecutor(Executor):
         if self.ray_address is None:
             _watch_own_instance(_descendants() - earlier)
         return ray
+
+    def _local_cpus(self) -> int:
+        """The logical CPUs of a local instance: the machine's cores plus one for reading and
+        collecting. Refuses, in one line, more actors than the cores hold at ``cpus_per_actor``
+        (default 1): each actor is a process holding a model, and a "cluster" inflated to fit
+        them (100,000 actors: 100,001 CPUs on 2 cores) spawns workers without end."""
+        from auditoryhum.errors import MentionError, mention
+
+        try:
+            cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        per_actor = self.cpus_per_actor if self.cpus_per_actor is not None else 1.0
+        needed = self.actors * per_actor
+        if needed > cores + 1e-9:
+            fits = max(1, int(cores // per_actor))
+            raise MentionError(
+                f"{mention('actors')} {self.actors} x {per_actor:g} CPU need {needed:g} CPUs but this machine has "
+                f"{cores}; give at most {fits} {mention('actors')}, a smaller {mention('cpus_per_actor')} "
+                f"(e.g. {cores / self.actors:.2g}) or a cluster ({mention('ray_address')})")
+        return cores + 1
 
     def _plan(self, ray) -> Dict[str, float]:
         total = ray.cluster_resources()
