@@ -16,13 +16,23 @@ def _pyplot():
     return plt
 
 
-def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: str) -> None:
+def marker_areas(counts: np.ndarray) -> np.ndarray:
+    """Marker area (points^2) of a point standing for ``counts`` rows: 36 (a plain point) at the
+    mean count, in proportion to the count, kept between 6 and 900 so every point stays visible."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.clip(36.0 * counts / counts.mean(), 6.0, 900.0)
+
+
+def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: str,
+                         counts: Optional[np.ndarray] = None) -> None:
     """Scatter 2-D ``points`` coloured by cluster (noise -1 in grey) into a 12x12 in PNG, atomically.
 
     Rows without a label (id -2) are never passed here: they have no point in the layout.
     One scatter per cluster, in id order (later clusters drawn over earlier ones); a legend
-    up to 20 clusters.
+    up to 20 clusters. ``counts``: each point stands for that many rows (distinct rows of a
+    large input) and gets a marker area by count (:func:`marker_areas`).
     """
+    areas = None if counts is None else marker_areas(counts)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 12))
     try:
@@ -36,7 +46,8 @@ def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, pat
         for j, c in enumerate(clusters):
             colour = "lightgrey" if c < 0 else cmap(j % cmap.N)
             name = "noise" if c < 0 else f"cluster {c}"
-            scatters.append(_add_scatter(ax, points[labels == c], colour, name))
+            members = labels == c
+            scatters.append(_add_scatter(ax, points[members], colour, name, None if areas is None else areas[members]))
         ax.set_autoscale_on(True)
         legend = clusters.size <= 20
         if legend:
@@ -52,7 +63,7 @@ def save_cluster_scatter(points: np.ndarray, labels: np.ndarray, title: str, pat
         plt.close(fig)
 
 
-def _add_scatter(ax, xy, colour, name):
+def _add_scatter(ax, xy, colour, name, areas=None):
     """What ``ax.scatter(x, y, s=36, color=colour, label=name, alpha=0.85, linewidths=0)`` adds.
 
     The same collection with the same properties, built directly: ``Axes.scatter`` re-parses
@@ -69,7 +80,7 @@ def _add_scatter(ax, xy, colour, name):
     rgba = colors.to_rgba_array(colour)
     # scatter(color=...) colours the faces and the (zero-width) edges alike.
     collection = collections.PathCollection(
-        (path,), np.array([36.0]), facecolors=rgba, edgecolors=rgba, linewidths=0,
+        (path,), np.array([36.0]) if areas is None else areas, facecolors=rgba, edgecolors=rgba, linewidths=0,
         offsets=np.column_stack([np.asarray(xy[:, 0], dtype=float), np.asarray(xy[:, 1], dtype=float)]),
         offset_transform=ax.transData, alpha=0.85,
     )

@@ -70,6 +70,7 @@ class ClusterResult:
     space: np.ndarray
     requested_k: Optional[int] = None
     warnings: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
 
     @property
     def n_clusters(self) -> int:
@@ -102,7 +103,7 @@ def validate_rows(X: np.ndarray, source: str = "the data") -> np.ndarray:
     return X
 
 
-def check_scale(X: np.ndarray, source: str = "the data") -> None:
+def check_scale(X: np.ndarray, source: str = "the data", n_rows: Optional[int] = None) -> None:
     """Refuse rows whose squared distances would overflow their float type.
 
     Every algorithm and the silhouette work with squared euclidean distances (k-means and the
@@ -114,16 +115,17 @@ def check_scale(X: np.ndarray, source: str = "the data") -> None:
     dt = np.float32 if X.dtype == np.float32 else np.float64
     if not X.size:
         return
+    n_rows = X.shape[0] if n_rows is None else n_rows
     limit = float(np.finfo(dt).max)
     with np.errstate(over="ignore", invalid="ignore"):
         big = max(float(np.max(X)), -float(np.min(X)))
         # A squared norm is at most D * big**2: when even that bound is safe (as for any
         # embedding of moderate scale), the exact norms (a float64 copy of X) are not needed.
-        if np.isfinite(big) and 4.0 * X.shape[1] * big * big * X.shape[0] <= limit:
+        if np.isfinite(big) and 4.0 * X.shape[1] * big * big * n_rows <= limit:
             return
         wide = X.astype(np.float64)
         squared = float(np.max(np.einsum("ij,ij->i", wide, wide)))
-    if not np.isfinite(squared) or 4.0 * squared * X.shape[0] > limit:
+    if not np.isfinite(squared) or 4.0 * squared * n_rows > limit:
         raise UserError(
             f"{source} holds values up to {big:.3g}: squared distances between its rows overflow {np.dtype(dt).name} "
             f"(largest {limit:.3g}), so no clustering score would be meaningful; rescale the rows "
@@ -180,6 +182,32 @@ def load_rows(cluster_npy: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     if X.dtype.kind != "f":
         X = X.astype(np.float64)
     return raw, X, mask
+
+
+def load_input(cluster_npy: str):
+    """The rows of a clustering input and the mask of the rows with a label.
+
+    Up to :data:`~auditoryhum.clustering.ward.WARD_ALL_ROWS_MAX` rows: the rows with a label as
+    an array (:func:`load_rows`). Above: their
+    :class:`~auditoryhum.clustering.distinct.DistinctRows`, read block by block (a 2,000,000-row
+    file is never held whole, nor copied to float64).
+    """
+    from auditoryhum.clustering.distinct import read_distinct_rows
+    from auditoryhum.io.artefacts import matrix_header
+
+    (n, _), _, _, _ = matrix_header(cluster_npy)
+    if n > _ward_all_rows_max():
+        groups = read_distinct_rows(cluster_npy)
+        return groups, groups.mask
+    _, X, mask = load_rows(cluster_npy)
+    return X, mask
+
+
+def n_rows_of(X) -> int:
+    """Rows of an array or of :class:`~auditoryhum.clustering.distinct.DistinctRows`."""
+    from auditoryhum.clustering.distinct import DistinctRows
+
+    return X.n_rows if isinstance(X, DistinctRows) else int(np.asarray(X).shape[0])
 
 
 def missing_note(n_missing: int, n_rows: int) -> str:
@@ -383,8 +411,19 @@ def _kmeans_labels(space: np.ndarray, k: int, notes: List[str], cache=None) -> n
                                 compute)
 
 
-def kmeans(X: np.ndarray, k: int, cache=None) -> ClusterResult:
-    """``KMeans(init="k-means++", max_iter=300, random_state=100)`` on the raw rows."""
+def kmeans(X, k: int, cache=None) -> ClusterResult:
+    """``KMeans(init="k-means++", max_iter=300, random_state=100)`` on the raw rows.
+
+    Given :class:`~auditoryhum.clustering.distinct.DistinctRows` (large inputs), k-means runs
+    on the distinct rows with their counts as ``sample_weight``: the same objective (every copy
+    of a row lies at its row), though k-means++ then draws its seeds from another random
+    stream than on the expanded rows, so the partition can differ from the published one's
+    (a note says so).
+    """
+    from auditoryhum.clustering.distinct import DistinctRows
+
+    if isinstance(X, DistinctRows):
+        return _kmeans_weighted(X, k, cache)
     X = validate_rows(X)
     check_k(k, X.shape[0])
     notes: List[str] = []
@@ -394,16 +433,97 @@ def kmeans(X: np.ndarray, k: int, cache=None) -> ClusterResult:
     return result
 
 
-def agglomerative(X: np.ndarray, k: int, cache=None) -> ClusterResult:
+def agglomerative(X, k: int, cache=None) -> ClusterResult:
     """``AgglomerativeClustering(metric="euclidean", linkage="ward")`` on the raw rows.
 
-    The tree is scikit-learn's own (scipy's Ward linkage); with ``cache`` it is built once per
-    input and cut at each k exactly as scikit-learn cuts it.
+    ``X`` is the rows, or their :class:`~auditoryhum.clustering.distinct.DistinctRows` (how
+    millions of rows are given). Up to :data:`~auditoryhum.clustering.ward.WARD_ALL_ROWS_MAX`
+    rows the tree is scikit-learn's own (scipy's Ward linkage of every row), cut and numbered
+    as scikit-learn does; above, it is Ward on the distinct rows with their counts (the same
+    partition; see :func:`~auditoryhum.clustering.ward.ward_route`), and k can be at most the
+    number of distinct rows. With ``cache`` the tree is built once per input.
     """
-    X = validate_rows(X)
-    check_k(k, X.shape[0])
-    Z = ward_tree(X, cache)
-    return ClusterResult("ag", ward_labels(Z, k), X, k, [])
+    from auditoryhum.clustering.distinct import DistinctRows
+    from auditoryhum.clustering.ward import distinct_leaf_keys, ward_route, ward_tree_counts
+
+    groups = X if isinstance(X, DistinctRows) else None
+    n = groups.n_rows if groups is not None else np.asarray(X).shape[0]
+    if groups is None:
+        X = validate_rows(X)
+    check_k(k, n)
+    if groups is None and n <= _ward_all_rows_max():
+        Z = ward_tree(X, cache)
+        return ClusterResult("ag", ward_labels(Z, k), X, k, [])
+    if groups is None:
+        from auditoryhum.clustering.distinct import find_distinct_rows
+
+        groups = find_distinct_rows(X)
+    if ward_route(groups.n_rows, groups.n_distinct) == "all-rows":
+        rows = groups.expand()
+        return ClusterResult("ag", ward_labels(ward_tree(rows, cache), k), rows, k, [])
+    check_scale(groups.rows, "the data", n_rows=groups.n_rows)
+    if k > groups.n_distinct:
+        raise ParameterError(
+            "n_clusters",
+            f"{k} is more than the {groups.n_distinct} distinct rows of the {groups.n_rows} rows; Ward on the "
+            f"distinct rows (above {_ward_all_rows_max()} rows) has at most {groups.n_distinct} clusters")
+    Z = ward_tree_counts(groups.rows, groups.counts, cache)
+    keys = distinct_leaf_keys(groups.first, groups.counts, groups.n_rows)
+    labels = ward_labels(Z, k, keys)[groups.inverse]
+    note = (f"{groups.n_rows} rows, {groups.n_distinct} distinct: Ward on the distinct rows with their counts (the "
+            f"partition of Ward on all rows; cluster ids follow scikit-learn's numbering)")
+    return ClusterResult("ag", labels, groups, k, [], [note])
+
+
+def _ward_all_rows_max() -> int:
+    from auditoryhum.clustering import ward
+
+    return ward.WARD_ALL_ROWS_MAX
+
+
+def _kmeans_weighted(groups, k: int, cache=None) -> ClusterResult:
+    check_scale(groups.rows, "the data", n_rows=groups.n_rows)
+    check_k(k, groups.n_rows)
+    notes: List[str] = [WEIGHTED_KMEANS_NOTE]
+    if k > groups.n_distinct:
+        raise ParameterError("n_clusters", f"{k} is more than the {groups.n_distinct} distinct rows; k-means "
+                                           f"cannot find more clusters than distinct rows")
+
+    def compute():
+        from sklearn.cluster import KMeans
+
+        model = KMeans(n_clusters=k, **KMEANS_PARAMS)
+        return _run_quietly(lambda: model.fit_predict(groups.rows, sample_weight=groups.counts.astype(np.float64)),
+                            notes, said_by_us=("Number of distinct clusters",)).astype(np.int64)
+
+    if cache is None:
+        labels = compute()
+    else:
+        from auditoryhum.io.array_cache import rows_digest
+
+        key = cache.digest(groups.rows) + rows_digest(groups.counts.astype(np.int64))
+        labels = cache.get_or_compute("kmeans-labels-weighted", key, {"n_clusters": int(k), **KMEANS_PARAMS}, compute)
+    result = ClusterResult("kmeans", labels[groups.inverse], groups, k, [], notes)
+    _distinct_found(result)
+    return result
+
+
+#: Said once when k-means runs on distinct rows with counts.
+WEIGHTED_KMEANS_NOTE = ("k-means ran on the distinct rows with their counts as sample weights (the same objective; "
+                        "k-means++ draws its seeds from another random stream than on all rows)")
+
+#: Above this many rows the spectral embedding (a 30-nearest-neighbour graph of every row) and
+#: HDBSCAN are refused: their cost grows as N^2 (days at a million rows of 768 values).
+NEIGHBOUR_GRAPH_MAX_ROWS = 200_000
+
+
+def check_neighbour_graph_rows(n_rows: int, algorithm: str) -> None:
+    """Refuse spectral / spec_ag / HDBSCAN on more rows than their neighbour search can take."""
+    if n_rows > NEIGHBOUR_GRAPH_MAX_ROWS:
+        raise UserError(
+            f"{ALGORITHM_NAMES[algorithm]} needs the nearest neighbours of every one of the {n_rows} rows (time growing "
+            f"as N^2); at most {NEIGHBOUR_GRAPH_MAX_ROWS} rows are accepted: cluster a sample of the clips, or use "
+            f"Ward (ag) or k-means, which work on the distinct rows at any N")
 
 
 def spectral(X: np.ndarray, k: int, cache=None) -> ClusterResult:
@@ -468,7 +588,17 @@ def hdbscan(X: np.ndarray, min_cluster_size: int, cache=None) -> ClusterResult:
 
 def cluster(algorithm: str, X: np.ndarray, n_clusters: Optional[int] = None, min_cluster_size: Optional[int] = None,
             cache=None) -> ClusterResult:
-    """Dispatch to one algorithm by its short name (``kmeans``, ``ag``, ``spectral``, ``spec_ag``, ``hdbscan``)."""
+    """Dispatch to one algorithm by its short name (``kmeans``, ``ag``, ``spectral``, ``spec_ag``, ``hdbscan``).
+
+    ``X`` may be :class:`~auditoryhum.clustering.distinct.DistinctRows`: Ward and k-means work
+    on them directly; spectral, spec_ag and HDBSCAN need every row and take them expanded, up
+    to :data:`NEIGHBOUR_GRAPH_MAX_ROWS` rows.
+    """
+    from auditoryhum.clustering.distinct import DistinctRows
+
+    if isinstance(X, DistinctRows) and algorithm in ("spectral", "spec_ag", "hdbscan"):
+        check_neighbour_graph_rows(X.n_rows, algorithm)
+        X = X.expand()
     if algorithm == "hdbscan":
         return hdbscan(X, min_cluster_size, cache)
     functions = {"kmeans": kmeans, "ag": agglomerative, "spectral": spectral, "spec_ag": spectral_ward}
@@ -491,10 +621,14 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
     and from the distinct rows where they repeat). With ``cache``, the value of one
     (space, labels) pair is kept, so re-running a clustering does not recompute it.
     """
+    from auditoryhum.clustering.distinct import DistinctRows
+
     labels = np.asarray(labels)
     n_labels = np.unique(labels).size
     if n_labels < 2 or n_labels > len(labels) - 1:
         return None
+    if isinstance(space, DistinctRows):
+        return silhouette_of_groups(space, labels, cache)
 
     def compute():
         from auditoryhum.clustering.silhouette import silhouette_score
@@ -507,3 +641,66 @@ def silhouette(space: np.ndarray, labels: np.ndarray, cache=None) -> Optional[fl
 
     key = cache.digest(space) + rows_digest(labels.astype(np.int64))
     return float(cache.get_or_compute("silhouette", key, {"metric": "euclidean"}, compute)[0])
+
+
+def silhouette_memory_bytes(n_distinct: int, n_labels: int) -> int:
+    """Peak bytes of :func:`silhouette_of_groups`: the square float64 distances of the distinct
+    rows and the per-cluster sums."""
+    return int(8 * n_distinct * n_distinct + 3 * 8 * n_distinct * n_labels)
+
+
+def silhouette_of_groups(groups, labels: np.ndarray, cache=None) -> Optional[float]:
+    """Mean silhouette of ``labels`` (one per row) over all rows, from their distinct rows.
+
+    Every copy of a distinct row has the same silhouette when all copies share a cluster, so
+    the mean over N rows is the count-weighted mean over the U distinct rows: O(U^2) memory
+    and time at any N. Distances are scikit-learn's (``|x|^2 + |y|^2 - 2 x.y``, with the
+    rounding noise it leaves between copies of a row).
+    """
+    from auditoryhum.clustering.k_sweep import partition_silhouette, sklearn_distances_transposed
+
+    dt = np.float32 if groups.rows.dtype == np.float32 else np.float64
+    dist_t = sklearn_distances_transposed(groups.rows, dt == np.float32)
+    value = partition_silhouette(dist_t, groups.inverse, groups.counts, np.asarray(labels), dt)
+    if value is None:
+        raise UserError("copies of one row were put in different clusters; the silhouette over distinct rows is "
+                        "undefined there")
+    return None if value != value else float(value)
+
+
+def clustering_memory_bytes(algorithm: str, n_rows: int, n_distinct: int, k: Optional[int]) -> int:
+    """Peak bytes a single-k clustering of ``n_rows`` rows (``n_distinct`` distinct) allocates
+    beyond its input: the Ward tree's distances and the silhouette's (other algorithms: the
+    silhouette's only; their own state is linear in N)."""
+    from auditoryhum.clustering.silhouette import WORKING_MEMORY_MIB
+    from auditoryhum.clustering.ward import ward_counts_memory_bytes, ward_route
+
+    silhouette = WORKING_MEMORY_MIB * 2**20 if n_rows <= _ward_all_rows_max() else \
+        silhouette_memory_bytes(n_distinct, k or 2)
+    if algorithm != "ag":
+        return int(silhouette)
+    if ward_route(n_rows, n_distinct) == "all-rows":
+        tree = 16 * (n_rows * (n_rows - 1) // 2)  # condensed float64 distances, held twice by scipy
+    else:
+        tree = ward_counts_memory_bytes(n_distinct)
+    return int(max(tree, silhouette))
+
+
+def check_clustering_fits(algorithm: str, X, k: Optional[int], budget: Optional[float]) -> None:
+    """Stop in one line, before allocating, when the clustering cannot fit in ``budget`` bytes."""
+    from auditoryhum.clustering.distinct import DistinctRows
+    from auditoryhum.clustering.memory import check_fits
+
+    if isinstance(X, DistinctRows):
+        n, u = X.n_rows, X.n_distinct
+    else:
+        n = u = int(np.asarray(X).shape[0])
+    need = clustering_memory_bytes(algorithm, n, u, k)
+    if n <= _ward_all_rows_max():
+        fix = "use a machine with more memory"
+    else:
+        fit = int((max(budget or 0, 0) / 8) ** 0.5)
+        fix = (f"at most about {fit} distinct rows fit: cluster fewer distinct rows (e.g. merge rare labels) "
+               f"or use a machine with more memory")
+    what = f"{ALGORITHM_NAMES.get(algorithm, algorithm)} clustering of {n} rows ({u} distinct)"
+    check_fits(need, budget, what, fix)

@@ -42,8 +42,9 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from auditoryhum import recipe
-from auditoryhum.clustering.algorithms import KMEANS_PARAMS, SEED, all_identical, identical_warning, spectral_embedding, validate_rows
-from auditoryhum.clustering.ward import distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
+from auditoryhum.clustering.algorithms import (KMEANS_PARAMS, SEED, all_identical, check_scale, identical_warning,
+                                               spectral_embedding, validate_rows)
+from auditoryhum.clustering.ward import WARD_ALL_ROWS_MAX, distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
 from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.errors import MentionError, mention
 
@@ -54,6 +55,8 @@ DEFAULT_K_MIN = recipe.SWEEP_K_MIN
 DEFAULT_K_MAX = recipe.SWEEP_K_MAX
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 _GIB = 2.0**30
+#: The Ward sweep works on groups of identical rows when at most this share of rows is distinct.
+DISTINCT_MAX_SHARE = 0.5
 # Rows of the distance matrix computed per BLAS call: bounds the float64 temporaries.
 _BLOCK_ROWS = 2048
 
@@ -81,6 +84,8 @@ class SweepResult:
     warnings: List[str] = field(default_factory=list)
     #: Rows of the silhouette sample (ag with ``sample``; k-means and spectral draw one per k).
     sample_rows: Optional[np.ndarray] = None
+    #: Which Ward tree was built (:func:`~auditoryhum.clustering.ward.ward_route`); None for the others.
+    route: Optional[str] = None
 
     def _replace_algorithm(self, algorithm: str) -> "SweepResult":
         self.algorithm = algorithm
@@ -182,16 +187,26 @@ def lambda_path(ks: Sequence[int], silhouette: Sequence[float]) -> List[PathStep
 # memory
 
 
-def ward_memory_bytes(n_rows: int, n_distinct: int, n_silhouette_rows: int, n_k: int) -> int:
-    """Peak bytes of :func:`sweep_ward` (beyond the input): the larger of the tree phase
-    (condensed float64 distances, held twice while scipy builds the tree) and the silhouette
-    phase (square distance matrix of the distinct rows plus per-cluster sums)."""
-    condensed = 8 * n_rows * (n_rows - 1) // 2
-    tree = 2 * condensed
-    if n_distinct < n_rows:
-        tree = max(tree, condensed + 8 * n_distinct * n_distinct)
+def ward_memory_bytes(n_rows: int, n_distinct: int, n_silhouette_rows: int, n_k: int, route: str = "all-rows") -> int:
+    """Peak bytes of :func:`sweep_ward` (beyond the input): the larger of the tree phase and the
+    silhouette phase (square distance matrix of the distinct rows, its permuted copy, and the
+    per-cluster sums).
+
+    The tree phase of the ``all-rows`` route holds the condensed float64 distances of all rows
+    twice while scipy builds the tree; the ``distinct`` route holds the square matrix of the
+    distinct rows (:func:`~auditoryhum.clustering.ward.ward_counts_memory_bytes`).
+    """
+    from auditoryhum.clustering.ward import ward_counts_memory_bytes
+
+    if route == "distinct":
+        tree = ward_counts_memory_bytes(n_distinct)
+    else:
+        condensed = 8 * n_rows * (n_rows - 1) // 2
+        tree = 2 * condensed
+        if n_distinct < n_rows:
+            tree = max(tree, condensed + 8 * n_distinct * n_distinct)
     r = n_silhouette_rows
-    silhouette = 8 * r * r + 8 * r * (n_k + 1) + 16 * min(r, _BLOCK_ROWS) * r
+    silhouette = 16 * r * r + 8 * r * (n_k + 1) + 16 * min(r, _BLOCK_ROWS) * r + 24 * n_rows
     return int(max(tree, silhouette))
 
 
@@ -287,8 +302,25 @@ class _GroupTree:
     zero_children: np.ndarray  # (N-D, 2) row-level node ids of the duplicate merges
 
 
+def _layout(mapped: np.ndarray, n_distinct: int):
+    """Sizes, first positions and the depth-first leaf order of a group-level tree."""
+    n_nodes = 2 * n_distinct - 1
+    size = np.ones(n_nodes, dtype=np.intp)
+    for j, (a, b) in enumerate(mapped):
+        size[n_distinct + j] = size[a] + size[b]
+    start = np.zeros(n_nodes, dtype=np.intp)
+    for j in range(n_distinct - 2, -1, -1):
+        a, b = mapped[j]
+        node = n_distinct + j
+        start[a] = start[node]
+        start[b] = start[node] + size[a]
+    order = np.empty(n_distinct, dtype=np.intp)
+    order[start[:n_distinct]] = np.arange(n_distinct)
+    return size, start, order
+
+
 def _group_tree(Z: np.ndarray, inverse: np.ndarray, n_distinct: int) -> Optional[_GroupTree]:
-    """Split the tree into the merges of identical rows and the tree above them.
+    """Split the tree of all rows into the merges of identical rows and the tree above them.
 
     Returns ``None`` if the first ``N - D`` merges are not exactly the merges of identical
     rows (only possible when distinct rows are at distance 0 in floating point).
@@ -306,19 +338,16 @@ def _group_tree(Z: np.ndarray, inverse: np.ndarray, n_distinct: int) -> Optional
     upper = children[n_zero:]
     below = upper < n + n_zero
     mapped = np.where(below, node_group[np.where(below, upper, 0)], upper - (n + n_zero) + n_distinct)
-    n_nodes = 2 * n_distinct - 1
-    size = np.ones(n_nodes, dtype=np.intp)
-    for j, (a, b) in enumerate(mapped):
-        size[n_distinct + j] = size[a] + size[b]
-    start = np.zeros(n_nodes, dtype=np.intp)
-    for j in range(n_distinct - 2, -1, -1):
-        a, b = mapped[j]
-        node = n_distinct + j
-        start[a] = start[node]
-        start[b] = start[node] + size[a]
-    order = np.empty(n_distinct, dtype=np.intp)
-    order[start[:n_distinct]] = np.arange(n_distinct)
+    size, start, order = _layout(mapped, n_distinct)
     return _GroupTree(mapped, start, size, order, node_group[n : n + n_zero].copy(), children[:n_zero].copy())
+
+
+def _counts_tree(Z: np.ndarray, n_distinct: int) -> _GroupTree:
+    """The group tree of a linkage built on the distinct rows (:func:`ward_linkage_counts`)."""
+    mapped = Z[:, :2].astype(np.intp)
+    size, start, order = _layout(mapped, n_distinct)
+    empty = np.zeros((0, 2), dtype=np.intp)
+    return _GroupTree(mapped, start, size, order, np.zeros(0, dtype=np.intp), empty)
 
 
 def _stratified_sample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -366,7 +395,7 @@ def _check_sample(sample: Optional[int], n_rows: int, k_max: Optional[int] = Non
 
 
 def sweep_ward(
-    X: np.ndarray,
+    X,
     k_min: int = DEFAULT_K_MIN,
     k_max: int = DEFAULT_K_MAX,
     sample: Optional[int] = None,
@@ -379,48 +408,73 @@ def sweep_ward(
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features)
-        The rows, as the single-k script clusters them (float32 stays float32).
+    X : ndarray of shape (n_rows, n_features), or DistinctRows
+        The rows, as the single-k script clusters them (float32 stays float32), or their
+        distinct rows with counts (:class:`~auditoryhum.clustering.distinct.DistinctRows`, how
+        an input of millions of rows is given).
     k_min, k_max : int
-        The range of k; ``2 <= k_min <= k_max <= n_rows - 1``.
+        The range of k; ``2 <= k_min <= k_max <= n_rows - 1``. Above
+        :data:`~auditoryhum.clustering.ward.WARD_ALL_ROWS_MAX` rows the tree is built on the
+        distinct rows and k stops at their number (a note says so).
     sample : int or None
         Compute the silhouette on a stratified sample of this many rows (each cluster at the
         largest swept k represented in proportion), seeded by ``seed``. Approximate; the other
         scores stay exact. Sweeps with a sample stop at the number of distinct rows.
     memory_budget : float or None
-        Bytes the sweep may use; raise :class:`UserError` naming the largest N that fits
-        instead of running out of memory.
+        Bytes the sweep may use; raise :class:`UserError` naming what would fit instead of
+        running out of memory.
     cache : ArrayCache, optional
-        Where the Ward tree of these rows is kept (:func:`auditoryhum.clustering.ward_tree`).
+        Where the Ward tree of these rows is kept.
 
     Returns
     -------
     SweepResult
     """
-    X = validate_rows(X)
-    n = X.shape[0]
+    from auditoryhum.clustering.distinct import DistinctRows, find_distinct_rows
+    from auditoryhum.clustering.ward import ward_counts_memory_bytes, ward_route, ward_tree_counts
+
+    if isinstance(X, DistinctRows):
+        groups = X
+        X = None
+        check_scale(groups.rows, "the data", n_rows=groups.n_rows)
+    else:
+        X = validate_rows(X)
+        groups = find_distinct_rows(X)
+    n = groups.n_rows
     _check_range(k_min, k_max, n)
     sample = _check_sample(sample, n, k_max)
-    dt = _silhouette_dtype(X)
+    dt = _silhouette_dtype(groups.rows)
     notes: List[str] = []
     warns: List[str] = []
 
-    distinct, inverse, counts = distinct_rows(X)
+    distinct, inverse, counts = groups.rows, groups.inverse, groups.counts
     n_distinct = distinct.shape[0]
+    route = ward_route(n, n_distinct)
     if sample is not None and k_min > n_distinct:
         raise UserError(
             f"with --sample, k must stay at or below the number of distinct rows ({n_distinct}); --k_min is {k_min}"
         )
-    if sample is not None and k_max > n_distinct:
-        notes.append(f"with --sample the sweep stops at k = {n_distinct}, the number of distinct rows")
+    if route == "distinct" and k_min > n_distinct:
+        raise UserError(
+            f"the {n} rows hold {n_distinct} distinct rows: Ward on the distinct rows has at most {n_distinct} "
+            f"clusters; choose k_min <= {n_distinct}")
+    if (sample is not None or route == "distinct") and k_max > n_distinct:
+        why = "with --sample" if sample is not None else f"above {WARD_ALL_ROWS_MAX} rows (Ward on the distinct rows)"
+        notes.append(f"{why} the sweep stops at k = {n_distinct}, the number of distinct rows")
         k_max = n_distinct
     k_hi = min(k_max, n_distinct)
     if memory_budget is not None:
         rows = n_distinct if sample is None else min(sample, n_distinct)
-        need = ward_memory_bytes(n, n_distinct, rows, k_hi)
+        need = ward_memory_bytes(n, n_distinct, rows, k_hi, route)
         if need > memory_budget:
-            tree_need = ward_memory_bytes(n, n_distinct, 0, 0)
+            tree_need = ward_memory_bytes(n, n_distinct, 0, 0, route)
             if tree_need > memory_budget:
+                if route == "distinct":
+                    fit = math.isqrt(max(int(memory_budget), 0) // 8)
+                    raise UserError(
+                        f"Ward clustering of {n_distinct} distinct rows needs about {_gib(tree_need)} (their square "
+                        f"float64 distance matrix) but about {_gib(memory_budget)} is available: at most {fit} distinct "
+                        f"rows fit; cluster fewer distinct rows (e.g. merge rare labels) or use a machine with more memory")
                 raise UserError(
                     f"exact Ward clustering of {n} rows needs about {_gib(tree_need)} (condensed float64 distance "
                     f"matrix, held twice while the tree is built) but about {_gib(memory_budget)} is available: "
@@ -428,23 +482,34 @@ def sweep_ward(
                     f"more memory (--sample only shrinks the silhouette part)"
                 )
             raise UserError(
-                f"the silhouette of {n_distinct} distinct rows needs about {_gib(need)} but about "
+                f"the silhouette of {rows} distinct rows needs about {_gib(need)} but about "
                 f"{_gib(memory_budget)} is available; use --sample M (e.g. --sample "
                 f"{max(3, math.isqrt(int(memory_budget) // 16))}) for an approximate silhouette on a stratified sample"
             )
 
-    if cache is not None:
-        Z = ward_tree(X, cache)
-    else:
-        Z = ward_linkage(X, distinct, inverse)
-    tree = _group_tree(Z, inverse, n_distinct)
-    if tree is None:
-        # Distinct rows at distance 0 (underflow): work row by row, which is always exact.
-        notes.append("some distinct rows are at distance 0; the sweep treats every row separately")
-        distinct, inverse, counts = X, np.arange(n), np.ones(n, dtype=np.int64)
-        n_distinct = n
-        k_hi = min(k_max, n_distinct)
+    tree = None
+    Z = None
+    if route == "all-rows":
+        Z = ward_tree(X if X is not None else groups.expand(), cache)
         tree = _group_tree(Z, inverse, n_distinct)
+        few_copies = n_distinct < n and n_distinct > DISTINCT_MAX_SHARE * n
+        if tree is None or few_copies:
+            if tree is None:
+                # Distinct rows at distance 0 (underflow): work row by row, which is always exact.
+                notes.append("some distinct rows are at distance 0; the sweep treats every row separately")
+            # With few copies (a spectral embedding where two points coincide) rows are taken one
+            # by one too: scikit-learn's distance between two copies is rounding noise that, on
+            # some BLAS kernels, depends on where the copies sit; row by row it is that very noise.
+            X = X if X is not None else groups.expand()
+            groups = DistinctRows(X, np.arange(n), np.ones(n, dtype=np.int64), np.arange(n), groups.mask)
+            distinct, inverse, counts = groups.rows, groups.inverse, groups.counts
+            n_distinct = n
+            k_hi = min(k_max, n_distinct)
+            tree = _group_tree(Z, inverse, n_distinct)
+    else:
+        notes.append(f"{n} rows, {n_distinct} distinct: Ward on the distinct rows with their counts (the partitions "
+                     f"of Ward on all rows, without its {_gib(16 * (n * (n - 1) // 2))} of distances)")
+        tree = _counts_tree(ward_tree_counts(distinct, counts, cache), n_distinct)
     if k_max > n_distinct >= 2:
         notes.append(
             f"only {n_distinct} distinct rows: for k > {n_distinct} the tree splits groups of identical rows, "
@@ -483,7 +548,7 @@ def sweep_ward(
         rows_f=rows_f,
         w=w,
         n_total=float(n),
-        dist_t=sklearn_distances_transposed(np.asarray(distinct)[order][sel], dt == np.float32),
+        dist_t=_distances_in_position_order(distinct, order[sel], dt == np.float32),
         ws=ws,
         compressed=compressed,
         k_cap=k_hi,
@@ -508,7 +573,28 @@ def sweep_ward(
     else:
         _above_distinct(tree, Z, n, 1, k_min, k_max, None, sel, sample_point_row, w, dt, sil, ch, db, singles)
     rows_used = None if sample is None else sample_rows
-    return SweepResult("ag", ks, sil, ch, db, singles, n, n_distinct, sample, notes, warns, rows_used)
+    result = SweepResult("ag", ks, sil, ch, db, singles, n, n_distinct, sample, notes, warns, rows_used)
+    result.route = route
+    return result
+
+
+def _distances_in_position_order(distinct: np.ndarray, groups_in_position_order: np.ndarray, float32: bool) -> np.ndarray:
+    """The silhouette distances between the distinct rows, laid out in the tree's position order.
+
+    They are computed with the rows in their input order (first occurrence), the order in which
+    the single-k command computes them, and then permuted: each distance has the same bits as
+    there on every BLAS kernel (a product computed in another row order can round differently,
+    which decided the silhouette of near-identical rows of a spectral embedding).
+    """
+    g = np.asarray(groups_in_position_order)
+    if g.shape[0] == distinct.shape[0] and np.array_equal(g, np.arange(g.shape[0])):
+        return sklearn_distances_transposed(distinct, float32)
+    used = np.sort(g)
+    full = sklearn_distances_transposed(np.asarray(distinct)[used], float32)
+    where = np.searchsorted(used, g)
+    out = np.take(full, where, axis=0)
+    del full
+    return np.take(out, where, axis=1)
 
 
 def _mean_or_nan(s_rows, point_row, n_nonempty, n_points, dt) -> float:
@@ -637,11 +723,13 @@ class _WardState:
         self.slot_of_node[a] = new
         self.slot_of_node[b] = parent
         lo, hi = ca
+        # Both children are summed directly: the parent's sum minus the smaller child's loses
+        # every digit of a small distance next to a huge one (one row scaled by 1e17 gave
+        # silhouettes outside [-1, 1]).
         self.sums[new] = self.ws[lo:hi] @ self.dist_t[lo:hi]
-        self.sums[parent] -= self.sums[new]
-        n_small = self.ws[lo:hi].sum()
-        self.n_sil[new] = n_small
-        self.n_sil[parent] -= n_small
+        self.sums[parent] = self.ws[cb[0]:cb[1]] @ self.dist_t[cb[0]:cb[1]]
+        self.n_sil[new] = self.ws[lo:hi].sum()
+        self.n_sil[parent] = self.ws[cb[0]:cb[1]].sum()
         self.own[lo:hi] = new
 
         # Nearest other cluster: rows outside the parent see two new candidates (one of them
@@ -763,8 +851,14 @@ def sweep_refit(
     from sklearn.cluster import KMeans
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
+    from auditoryhum.clustering.distinct import DistinctRows
+
     if algorithm not in ("kmeans", "spectral"):
         raise ValueError(f"sweep_refit handles kmeans and spectral, not {algorithm!r}")
+    if isinstance(X, DistinctRows):
+        if algorithm != "kmeans":
+            raise ValueError("the spectral sweep needs every row")
+        return _sweep_kmeans_weighted(X, k_min, k_max, memory_budget, progress, cache)
     X = validate_rows(X)
     n = X.shape[0]
     _check_range(k_min, k_max, n)
@@ -839,6 +933,80 @@ def sweep_refit(
     return SweepResult(algorithm, ks, sil, ch, db, singles, n, n_distinct, sample, notes, warns)
 
 
+def weighted_ch_db(rows: np.ndarray, counts: np.ndarray, labels: np.ndarray, n_rows: int) -> Tuple[float, float]:
+    """Calinski-Harabasz and Davies-Bouldin of ``labels`` (one per distinct row) over all rows,
+    each distinct row standing for ``counts`` copies; scikit-learn's definitions and conventions."""
+    rows = np.asarray(rows, dtype=np.float64)
+    w = np.asarray(counts, dtype=np.float64)
+    values, labels = np.unique(labels, return_inverse=True)
+    k = values.shape[0]
+    size = np.bincount(labels, weights=w, minlength=k)
+    centroid = np.zeros((k, rows.shape[1]))
+    np.add.at(centroid, labels, rows * w[:, None])
+    centroid /= size[:, None]
+    mean = (w @ rows) / w.sum()
+    diff = rows - centroid[labels]
+    sq = np.einsum("ij,ij->i", diff, diff)
+    within = float(w @ sq)
+    between = float(size @ ((centroid - mean) ** 2).sum(axis=1))
+    ch = 1.0 if within == 0.0 else between * (n_rows - k) / (within * (k - 1.0))
+    spread = np.bincount(labels, weights=w * np.sqrt(sq), minlength=k) / size
+    cd = np.sqrt(((centroid[:, None, :] - centroid[None, :, :]) ** 2).sum(axis=2))
+    if np.all(np.abs(spread) <= 1e-8) or np.all(np.abs(cd) <= 1e-8):
+        return float(ch), 0.0
+    cd[cd == 0] = np.inf
+    return float(ch), float(np.mean(np.max((spread[:, None] + spread[None, :]) / cd, axis=1)))
+
+
+def _sweep_kmeans_weighted(groups, k_min, k_max, memory_budget, progress, cache) -> SweepResult:
+    """The k-means sweep on distinct rows with their counts as sample weights (large inputs)."""
+    from auditoryhum.clustering.algorithms import WEIGHTED_KMEANS_NOTE, kmeans
+
+    n, n_distinct = groups.n_rows, groups.n_distinct
+    _check_range(k_min, k_max, n)
+    notes: List[str] = [WEIGHTED_KMEANS_NOTE]
+    if k_max > n_distinct:
+        if k_min > n_distinct:
+            raise UserError(f"the {n} rows hold {n_distinct} distinct rows; k-means on them finds at most "
+                            f"{n_distinct} clusters: choose k_min <= {n_distinct}")
+        notes.append(f"the sweep stops at k = {n_distinct}, the number of distinct rows")
+        k_max = n_distinct
+    dt = _silhouette_dtype(groups.rows)
+    if memory_budget is not None:
+        need = refit_memory_bytes(n_distinct, k_max - k_min + 1)
+        if need > memory_budget:
+            raise UserError(f"the silhouette of {n_distinct} distinct rows needs about {_gib(need)} but about "
+                            f"{_gib(memory_budget)} is available; cluster fewer distinct rows")
+    dist_t = sklearn_distances_transposed(groups.rows, dt == np.float32)
+    ks = np.arange(k_min, k_max + 1)
+    sil = np.full(ks.shape, np.nan)
+    ch = np.full(ks.shape, np.nan)
+    db = np.full(ks.shape, np.nan)
+    singles = np.zeros(ks.shape, dtype=np.int64)
+    fewer: List[int] = []
+    loop = progress(range(k_min, k_max + 1)) if progress else range(k_min, k_max + 1)
+    for k in loop:
+        fitted = kmeans(groups, k, cache)
+        labels_d = np.zeros(n_distinct, dtype=np.int64)
+        labels_d[groups.inverse] = fitted.labels
+        i = k - k_min
+        used, dense = np.unique(labels_d, return_inverse=True)
+        singles[i] = int(np.count_nonzero(np.bincount(dense, weights=groups.counts) == 1))
+        if used.size < k:
+            fewer.append(k)
+        if used.size < 2:
+            continue
+        sil[i] = partition_silhouette(dist_t, groups.inverse, groups.counts, fitted.labels, dt)
+        ch[i], db[i] = weighted_ch_db(groups.rows, groups.counts, labels_d, n)
+    warns: List[str] = []
+    if fewer:
+        warns.append(
+            f"k-means found fewer distinct clusters than asked for {len(fewer)} value(s) of k "
+            f"(from k = {fewer[0]}; duplicate rows); their scores are those of the clusters found"
+        )
+    return SweepResult("kmeans", ks, sil, ch, db, singles, n, n_distinct, None, notes, warns)
+
+
 def sweep(
     algorithm: str,
     X: np.ndarray,
@@ -852,8 +1020,14 @@ def sweep(
 ) -> SweepResult:
     """Dispatch: :func:`sweep_ward` for ``ag`` (and for ``spec_ag`` on the 2-D spectral
     embedding), :func:`sweep_refit` for ``kmeans``/``spectral``."""
+    from auditoryhum.clustering.algorithms import check_neighbour_graph_rows
+    from auditoryhum.clustering.distinct import DistinctRows
+
     if algorithm not in ALGORITHMS:
         raise ParameterError("algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if isinstance(X, DistinctRows) and algorithm in ("spectral", "spec_ag"):
+        check_neighbour_graph_rows(X.n_rows, algorithm)
+        X = X.expand()
     if algorithm == "ag":
         return sweep_ward(X, k_min, k_max, sample=sample, seed=seed, memory_budget=memory_budget, cache=cache)
     if algorithm == "spec_ag":

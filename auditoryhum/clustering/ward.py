@@ -6,7 +6,7 @@ Shared by the single-k clustering (:mod:`auditoryhum.clustering.algorithms`) and
 """
 
 import heapq
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -70,19 +70,31 @@ def ward_tree(X: np.ndarray, cache=None) -> np.ndarray:
     return cache.get_or_compute("ward-tree", cache.digest(X), {"method": "ward", "metric": "euclidean"}, compute)
 
 
-def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:
+def ward_labels(Z: np.ndarray, k: int, leaf_keys: Optional[np.ndarray] = None) -> np.ndarray:
     """The labels ``AgglomerativeClustering(n_clusters=k, linkage="ward")`` gives for the tree ``Z``.
 
     The cut undoes the last ``k - 1`` merges and numbers the clusters as scikit-learn does:
     the order of the final heap of cluster roots (largest node id first out).
+
+    ``leaf_keys`` (for a tree of distinct rows, :func:`ward_linkage_counts`) are the node ids
+    the leaves have in the tree of all rows (:func:`distinct_leaf_keys`); internal nodes then
+    rank above every leaf in merge order, as in that tree. Labels are per leaf of ``Z``.
     """
     children = Z[:, :2].astype(np.intp)
     n = children.shape[0] + 1
-    nodes = [-(int(max(children[-1])) + 1)]
+    if leaf_keys is None:
+        key = np.arange(2 * n - 1, dtype=np.int64)
+    else:
+        base = int(np.max(leaf_keys)) + 1
+        key = np.concatenate([np.asarray(leaf_keys, dtype=np.int64), base + np.arange(n - 1, dtype=np.int64)])
+    node_of_key = {int(key[-1]): 2 * n - 2}
+    nodes = [-int(key[-1])]
     for _ in range(k - 1):
-        these = children[-nodes[0] - n]
-        heapq.heappush(nodes, -int(these[0]))
-        heapq.heappushpop(nodes, -int(these[1]))
+        these = children[node_of_key[-nodes[0]] - n]
+        for child in (int(these[0]), int(these[1])):
+            node_of_key[int(key[child])] = child
+        heapq.heappush(nodes, -int(key[these[0]]))
+        heapq.heappushpop(nodes, -int(key[these[1]]))
     # Leaves of every node as a contiguous range of a depth-first order (iterative, no recursion).
     size = np.ones(2 * n - 1, dtype=np.intp)
     for j in range(n - 1):
@@ -96,9 +108,26 @@ def ward_labels(Z: np.ndarray, k: int) -> np.ndarray:
     order[start[:n]] = np.arange(n)
     labels = np.zeros(n, dtype=np.int64)
     for i, node in enumerate(nodes):
-        node = -node
+        node = node_of_key[-node]
         labels[order[start[node]: start[node] + size[node]]] = i
     return labels
+
+
+def distinct_leaf_keys(first_row: np.ndarray, counts: np.ndarray, n_rows: int) -> np.ndarray:
+    """Node ids of the distinct rows' leaves in the tree of all ``n_rows`` rows, for the heap
+    numbering of :func:`ward_labels`.
+
+    A row that occurs once is leaf ``first_row`` there, as in scikit-learn. A repeated row is
+    the root of its zero-height merges, an id from ``n_rows`` on; scipy's order of those
+    merges depends on its nearest-neighbour chain, so here they are ranked by first
+    occurrence: cluster ids can differ from scikit-learn's only in the order of clusters that
+    are each one repeated row, never in the partition.
+    """
+    counts = np.asarray(counts)
+    keys = np.asarray(first_row, dtype=np.int64).copy()
+    repeated = np.flatnonzero(counts > 1)
+    keys[repeated[np.argsort(keys[repeated], kind="stable")]] = n_rows + np.arange(repeated.size)
+    return keys
 
 
 def ward_cut(Z: np.ndarray, k: int) -> np.ndarray:
@@ -119,3 +148,148 @@ def ward_cut(Z: np.ndarray, k: int) -> np.ndarray:
     _, labels = np.unique(parent[:n], return_inverse=True)
     first = {}
     return np.array([first.setdefault(x, len(first)) for x in labels.tolist()], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# Ward on distinct rows with multiplicities (any number of rows)
+
+#: Up to this many rows, Ward runs on all rows (scipy's tree, the very one scikit-learn builds:
+#: its condensed float64 distances take 8 N^2 bytes while the tree is built, 3.2 GB here).
+#: Above, it runs on the distinct rows with their counts (:func:`ward_linkage_counts`).
+WARD_ALL_ROWS_MAX = 20_000
+
+
+def ward_route(n_rows: int, n_distinct: int) -> str:
+    """Which Ward tree a clustering of ``n_rows`` rows (``n_distinct`` distinct) builds.
+
+    ``"all-rows"``: scipy's linkage of every row (:func:`ward_tree`), bit-identical to
+    scikit-learn's tree and cluster ids; ``"distinct"``: :func:`ward_linkage_counts` on the
+    distinct rows, the same partitions (identical rows merge at height 0 before anything else,
+    and above that Ward depends only on cluster sizes and centroids) in O(U^2) memory.
+    The one place that decides; every Ward caller asks it.
+    """
+    if n_rows <= WARD_ALL_ROWS_MAX or n_distinct == n_rows:
+        # No duplicates: the distinct route would build the same tree with the same memory.
+        return "all-rows" if n_rows <= WARD_ALL_ROWS_MAX else "distinct"
+    return "distinct"
+
+
+def ward_counts_memory_bytes(n_distinct: int) -> int:
+    """Peak bytes of :func:`ward_linkage_counts`: the square float64 distance matrix and one
+    row-sized temporary per update."""
+    return int(8 * n_distinct * n_distinct + 64 * n_distinct)
+
+
+def _ward_update(d_xi, d_yi, d_xy, size_x, size_y, size_i):
+    # The Lance-Williams update for Ward exactly as scipy writes it (same operations in the
+    # same order), so that with all counts 1 the tree is bit-identical to scipy's.
+    t = 1.0 / (size_x + size_y + size_i)
+    return np.sqrt((size_i + size_x) * t * d_xi * d_xi + (size_i + size_y) * t * d_yi * d_yi - size_i * t * d_xy * d_xy)
+
+
+def ward_linkage_counts(rows: np.ndarray, counts: np.ndarray, progress=None) -> np.ndarray:
+    """Ward linkage of distinct ``rows``, row ``u`` standing for ``counts[u]`` identical rows.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (U, n_features)
+        Distinct rows (no two equal).
+    counts : ndarray of shape (U,)
+        Multiplicity of each row (positive integers).
+
+    Returns
+    -------
+    Z : ndarray of shape (U - 1, 4)
+        A linkage matrix in scipy's format (children, height, size with the counts): the tree
+        that scipy's ``linkage(pdist(X), "ward")`` builds on the full rows ``X`` above its
+        zero-height merges of identical rows. Two groups of identical rows at euclidean
+        distance ``d`` start at Ward distance ``sqrt(2 a b / (a + b)) d``; merges follow scipy's
+        nearest-neighbour chain with scipy's tie rule (the lowest index, the chain's previous
+        element first) and its update formula, then sorted by height (stable) and numbered as
+        scipy numbers them. With all counts 1 the result is bit-identical to scipy's.
+    """
+    from scipy.spatial.distance import pdist, squareform
+
+    rows = np.asarray(rows)
+    size = np.asarray(counts, dtype=np.float64).copy()
+    n = rows.shape[0]
+    if n < 2:
+        return np.zeros((0, 4))
+    D = squareform(pdist(rows, metric="euclidean"))
+    if np.any(size != 1):
+        scale = np.sqrt(2.0 * np.multiply.outer(size, size) / np.add.outer(size, size))
+        D *= scale
+        del scale
+    np.fill_diagonal(D, np.inf)
+    merges = np.empty((n - 1, 4))
+    chain: List[int] = []
+    next_active = 0  # lowest index that may still be active
+    active = np.ones(n, dtype=bool)
+    for k in range(n - 1):
+        if not chain:
+            while not active[next_active]:
+                next_active += 1
+            chain.append(next_active)
+        while True:
+            x = chain[-1]
+            row = D[x]
+            if len(chain) > 1:
+                y = chain[-2]
+                current = row[y]
+            else:
+                y = -1
+                current = np.inf
+            i = int(np.argmin(row))  # the lowest index among the minima, as scipy's strict '<' scan
+            if row[i] < current:
+                y = i
+            if len(chain) > 1 and y == chain[-2]:
+                break
+            chain.append(y)
+        chain.pop()
+        chain.pop()
+        if x > y:
+            x, y = y, x
+        nx, ny = size[x], size[y]
+        merges[k] = (x, y, D[x, y], nx + ny)
+        d_xy = D[x, y]
+        size[x] = 0.0
+        size[y] = nx + ny
+        active[x] = False
+        others = np.flatnonzero(active)
+        others = others[others != y]
+        new = _ward_update(D[x, others], D[y, others], d_xy, nx, ny, size[others])
+        D[y, others] = new
+        D[others, y] = new
+        D[x, :] = np.inf
+        D[:, x] = np.inf
+        if progress is not None:
+            progress(k + 1)
+    del D
+    order = np.argsort(merges[:, 2], kind="mergesort")
+    merges = merges[order]
+    return _relabel(merges, n)
+
+
+def _relabel(merges: np.ndarray, n: int) -> np.ndarray:
+    """scipy's numbering of a sorted merge list: positions -> node ids (union-find)."""
+    node_of = np.arange(n)  # current node id of the cluster held at each position
+    Z = merges.copy()
+    for i in range(n - 1):
+        a, b = node_of[int(merges[i, 0])], node_of[int(merges[i, 1])]
+        if a > b:
+            a, b = b, a
+        Z[i, 0], Z[i, 1] = a, b
+        node_of[int(merges[i, 1])] = n + i
+        node_of[int(merges[i, 0])] = n + i
+    return Z
+
+
+def ward_tree_counts(rows: np.ndarray, counts: np.ndarray, cache=None) -> np.ndarray:
+    """:func:`ward_linkage_counts`, kept in the array cache per (distinct rows, counts)."""
+    if cache is None:
+        return ward_linkage_counts(rows, counts)
+    from auditoryhum.io.array_cache import rows_digest
+
+    key = cache.digest(rows) + rows_digest(np.asarray(counts, dtype=np.int64))
+    return cache.get_or_compute("ward-tree-counts", key, {"method": "ward", "metric": "euclidean"},
+                                lambda: ward_linkage_counts(rows, counts))

@@ -15,6 +15,7 @@ import csv
 import io
 import itertools
 import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
@@ -318,6 +319,94 @@ def save_matrix(path: str, array: np.ndarray) -> None:
     with atomic_write(path, "wb") as f:
         np.save(f, np.asarray(array), allow_pickle=False)
 
+
+
+#: Rows per read of :func:`iter_matrix_rows` are chosen to keep each read near this many bytes.
+MATRIX_CHUNK_BYTES = 64 * 2**20
+
+
+def matrix_header(path: str):
+    """``(shape, dtype, fortran_order, data_offset)`` of an ``.npy`` file, from its header alone
+    (a 6 GB array is not read). Bad files give one line naming ``path``."""
+    with _open_binary(path, "NPY file") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read_header(f, max_header_size=2**20)
+        except Exception as exc:
+            raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        offset = f.tell()
+    if len(shape) != 2:
+        raise UserError(f"{path} must hold a 2-D array (one row per clip); it has shape {shape}")
+    if dtype.kind not in "fiu" or dtype.hasobject:
+        raise UserError(f"{path} holds {dtype} values; expected numbers")
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    actual = os.path.getsize(path)
+    if actual < expected:
+        raise UserError(f"{path} is truncated: its header promises {shape[0]} x {shape[1]} {dtype} values "
+                        f"({expected} bytes) but the file has {actual}; recompute it")
+    return tuple(int(x) for x in shape), dtype, bool(fortran_order), offset
+
+
+def iter_matrix_rows(path: str, chunk_bytes: int = MATRIX_CHUNK_BYTES):
+    """Yield ``(start, rows)`` blocks of a 2-D ``.npy`` file in order, reading one block at a
+    time (memory: one block, whatever the file's size). Blocks are native-endian C arrays."""
+    (n, d), dtype, fortran_order, offset = matrix_header(path)
+    step = max(1, chunk_bytes // max(1, d * dtype.itemsize))
+    if fortran_order:
+        # Columns are contiguous on disk: rows are gathered through a memory map.
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        for start in range(0, n, step):
+            yield start, np.ascontiguousarray(mapped[start:start + step]).astype(dtype.newbyteorder("="), copy=False)
+        return
+    with _open_binary(path, "NPY file") as f:
+        f.seek(offset)
+        for start in range(0, n, step):
+            m = min(step, n - start)
+            block = np.fromfile(f, dtype=dtype, count=m * d)
+            if block.size != m * d:
+                raise UserError(f"{path} ended early at row {start + block.size // max(d, 1)} of {n}; recompute it")
+            yield start, block.reshape(m, d).astype(dtype.newbyteorder("="), copy=False)
+
+
+class MatrixWriter:
+    """Write a 2-D ``.npy`` file block by block, atomically: the header first (shape known in
+    advance), then rows in order; the file appears under its name only when every row is
+    written. Memory: one block, whatever the file's size.
+
+    Use as ``with MatrixWriter(path, (n, d), np.float32) as w: w.write(block); ...``.
+    """
+
+    def __init__(self, path: str, shape, dtype):
+        self.path = path
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.dtype = np.dtype(dtype)
+        self.written = 0
+        self._context = None
+        self._file = None
+
+    def __enter__(self):
+        self._context = atomic_write(self.path, "wb")
+        self._file = self._context.__enter__()
+        # Version 1.0, as numpy.save writes it for any 2-D shape: the bytes equal numpy.save's.
+        np.lib.format.write_array_header_1_0(
+            self._file, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+        return self
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.ndim != 2 or rows.shape[1] != self.shape[1] or self.written + rows.shape[0] > self.shape[0]:
+            raise ValueError(f"block of shape {rows.shape} does not fit {self.shape} after {self.written} rows")
+        self._file.write(rows.tobytes())
+        self.written += rows.shape[0]
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and self.written != self.shape[0]:
+            # Never publish a file with fewer rows than its header says: abort the atomic write.
+            short = ValueError(f"{self.path}: {self.written} of {self.shape[0]} rows written")
+            self._context.__exit__(ValueError, short, None)
+            raise short
+        return self._context.__exit__(exc_type, exc, tb)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,9 +11,7 @@ from auditoryhum import recipe
 from auditoryhum.stages._base import MentionError, NotedResult, mention
 
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
-#: Share of MemAvailable the sweep plans to use (``memory_budget="auto"``): the rest is
-#: headroom for the interpreter, the input array and other processes.
-MEMORY_SHARE = 0.85
+from auditoryhum.clustering.memory import MEMORY_SHARE, available_memory_bytes  # noqa: F401  (the sweep's budget)
 
 
 @dataclass
@@ -56,18 +54,6 @@ class SweepStageResult(NotedResult):
     k_max: int = 0
     n_no_label: int = 0
     decision: dict = field(default_factory=dict)
-
-
-def available_memory_bytes() -> Optional[int]:
-    """MemAvailable from /proc/meminfo in bytes, or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, label_csv: Optional[str] = None, *,
@@ -140,6 +126,7 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
 
     from auditoryhum.clustering import algorithms as cl
     from auditoryhum.clustering import k_sweep as sw
+    from auditoryhum.clustering.memory import memory_budget as planned_budget
     from auditoryhum.console import progress
     from auditoryhum.errors import ParameterError, UserError
     from auditoryhum.io.array_cache import open_cache
@@ -149,12 +136,12 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
     result = SweepStageResult(algorithm=algorithm, penalty=penalty)
 
     say_note, say_warning = result.say_note, result.say_warning
-    raw, X, mask = cl.load_rows(cluster_npy)
+    X, mask = cl.load_input(cluster_npy)
     n_missing = int(np.count_nonzero(~mask))
     result.n_no_label = n_missing
     if n_missing:
-        say_note(cl.missing_note(n_missing, raw.shape[0]))
-    n = X.shape[0]
+        say_note(cl.missing_note(n_missing, mask.shape[0]))
+    n = cl.n_rows_of(X)
     what = "rows with a label" if n_missing else "rows"
     if n < 3:
         raise UserError(f"{cluster_npy} has {n} row(s){' with a label' if n_missing else ''}; "
@@ -170,11 +157,7 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
     if k_min > k_max:
         raise MentionError(f"{mention('k_min')} {k_min} is larger than {mention('k_max')} {k_max}; "
                            f"choose k_min <= k_max (and below the {n} {what})")
-    if memory_budget == "auto":
-        available = available_memory_bytes()
-        budget = None if available is None else available * MEMORY_SHARE
-    else:
-        budget = memory_budget
+    budget = planned_budget(memory_budget)
     if sample is not None and sample < n:
         say_note(f"silhouette on a stratified sample of {sample} rows (seed {recipe.SEED}): approximate")
     result.k_max = k_max
