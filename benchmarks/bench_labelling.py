@@ -20,7 +20,19 @@ extraction + generation + decoding; audio decoding happens before timing), repea
 interleaved (``--repeats``), the best time of each kept. The labels of the two runs are
 compared (greedy output must not depend on the batch).
 
+The server route (``--vllm`` or ``--server``): the same clips through an OpenAI-compatible
+server, exactly as ``label_*.py --server`` sends them (the toolkit's client:
+:class:`auditoryhum.models.server.ServerLabelStep`, ``--concurrency`` requests in flight, clips
+encoded before timing as the local route's are decoded before timing), against the local route's
+batched run on the same weights, and the labels compared. ``--vllm`` starts a vLLM server from
+``.venv-vllm`` (``tools/ensure_vllm_env.sh``) on loopback for each family measured, with the tiny
+models built the way vLLM's CPU attention needs them (text heads of 32), and stops it after;
+``--server URL`` uses a running server (a GPU node: give the family's ``--<family>_model`` as the
+local copy of the weights and ``--served_model`` if the server names it otherwise).
+
 Usage: .venv/bin/python benchmarks/bench_labelling.py [--clips 16] [--seconds 10] [--batch_size 8]
+       .venv/bin/python benchmarks/bench_labelling.py --vllm --families qwen2a --clips 64
+       .venv/bin/python benchmarks/bench_labelling.py --qwen2a_model DIR --device cuda --server http://gpu:8000
 """
 
 import argparse
@@ -100,6 +112,38 @@ def measure(family_key: str, source: str, precision, clips, batch_size: int, rep
     return result
 
 
+def measure_server(family_key: str, url: str, served_model: str, clips, concurrency: int, repeats: int = 2) -> dict:
+    """Clips/s of the server route: every clip one request through the toolkit's client, at most
+    ``concurrency`` in flight, best of ``repeats``; the post-processed labels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from auditoryhum.models.labeller import user_prompt
+    from auditoryhum.models.server import ServerClient, ServerLabelSpec, server_settings
+    from auditoryhum.models.families import get_family
+
+    family = get_family(family_key)
+    settings = server_settings(url, served_model, concurrency=concurrency)
+    ServerClient(settings).check()
+    step = ServerLabelSpec(family_key, settings, family.system_prompt).build()
+    prepared = [step.prepare_audio(f"clip{k}", user_prompt(), clip) for k, clip in enumerate(clips)]
+
+    def one(item):
+        value, error = step.run([item])[0]
+        if error is not None:
+            raise RuntimeError(error)
+        return value
+
+    best = float("inf")
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, prepared[:concurrency]))  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            labels = list(pool.map(one, prepared))
+            best = min(best, time.perf_counter() - t0)
+    step.close()
+    return {"server_clips_per_s": len(clips) / best, "server_labels": labels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=16, help="number of clips (default 16)")
@@ -114,7 +158,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
     parser.add_argument("--quantization", default="auto", choices=["auto", "none", "4bit", "8bit"])
+    parser.add_argument("--vllm", action="store_true",
+                        help="also measure the server route on a vLLM server started here from .venv-vllm (one per family)")
+    parser.add_argument("--server", default=None, help="also measure the server route on this running server (URL)")
+    parser.add_argument("--served_model", default=None,
+                        help="with --server: the name it serves the model under (default: the --<family>_model value)")
+    parser.add_argument("--concurrency", type=int, default=16, help="server route: requests in flight (default 16)")
     args = parser.parse_args()
+    if args.vllm and args.server:
+        parser.error("give --vllm (start a server here) or --server (use a running one), not both")
 
     import torch
 
@@ -142,7 +194,24 @@ def main() -> None:
                 sys.path.insert(0, str(REPO / "tests"))
                 from tiny_mllm_models import tiny_model
 
-                sources[key] = (str(tiny_model(Path(tmp), key, "random")), "tiny random")
+                # With a server route, the variant vLLM can serve (text heads of 32), on both routes.
+                vllm = bool(args.vllm or args.server)
+                sources[key] = (str(tiny_model(Path(tmp), key, "random", vllm=vllm)), "tiny random")
+        served = {}
+
+        def measure_route(key: str, source: str, folder: str) -> dict:
+            if args.server:
+                return measure_server(key, args.server, args.served_model or source, clips, args.concurrency,
+                                      args.repeats)
+            sys.path.insert(0, str(REPO / "tests"))
+            from vllm_process import VLLMServer
+
+            # One server at a time, stopped before the next family's (a 2-core machine holds one).
+            with VLLMServer(source, Path(folder) / f"vllm-{key}.log") as server:
+                result = measure_server(key, server.url, source, clips, args.concurrency, args.repeats)
+                result["startup_s"] = server.startup_s
+            return result
+
         print()
         print(f"{'family':14} {'weights':12} {'load s':>7} {'1 clip/s':>9} {f'{args.batch_size} clip/s':>9} {'speedup':>8}  labels identical")
         for key in families:
@@ -151,6 +220,19 @@ def main() -> None:
             print(f"{r['family']:14} {kind:12} {r['load_s']:7.1f} {r['one_clips_per_s']:9.2f} "
                   f"{r['batched_clips_per_s']:9.2f} {r['speedup']:7.2f}x  {'yes' if r['identical'] else 'NO'}"
                   + (f"  (GPU peak {r['one_gpu_peak_gib']:.1f} / {r['batched_gpu_peak_gib']:.1f} GiB)" if "one_gpu_peak_gib" in r else ""))
+            if args.vllm or args.server:
+                served[key] = (r, measure_route(key, source, tmp))
+        if served:
+            print()
+            print(f"server route: {args.concurrency} requests in flight, through the toolkit's client "
+                  f"(label_*.py --server); best of {args.repeats}")
+            print(f"{'family':14} {f'local {args.batch_size} clip/s':>16} {'server clip/s':>14} {'ratio':>7}  "
+                  f"labels identical  server start s")
+            for key, (r, s) in served.items():
+                print(f"{r['family']:14} {r['batched_clips_per_s']:16.2f} {s['server_clips_per_s']:14.2f} "
+                      f"{s['server_clips_per_s'] / r['batched_clips_per_s']:6.2f}x  "
+                      f"{'yes' if s['server_labels'] == r['batched_labels'] else 'NO':16}  "
+                      f"{s.get('startup_s', float('nan')):.0f}")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB on Linux
     print(f"\nprocess peak RSS {peak_rss:.2f} GiB")
 

@@ -14,95 +14,25 @@ is started in a session of its own and its whole process group is ended at teard
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error, run_and_kill_when_journal_has, run_script
+from conftest import assert_one_line_error, run_and_kill_when_journal_has, run_script
 from tiny_mllm_models import tiny_model
+from vllm_process import VLLMServer, free_port
 
 pytestmark = pytest.mark.slow
 
-VLLM_VENV = REPO / ".venv-vllm"
-VLLM_PYTHON = VLLM_VENV / "bin" / "python"
-#: The key the test servers require (``--api-key``) and the clients send (from the environment).
-API_KEY = "sk-test-d0n7-l34k-7h15-k3y"
-STARTUP_TIMEOUT_S = 300
+API_KEY = "sk-test-d0n7-l34k-7h15-k3y"  # what the test servers require (--api-key); clients send it from the environment
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class VLLMServer:
-    """One ``vllm.entrypoints.openai.api_server`` process on 127.0.0.1, its own process group."""
-
-    def __init__(self, model: Path, log: Path, max_model_len: int = 2048, api_key: str = API_KEY):
-        if not VLLM_PYTHON.exists():
-            pytest.fail(f"vLLM's environment {VLLM_VENV} is missing: run `bash tools/ensure_vllm_env.sh` "
-                        f"(about 7 minutes and 6.6 GB, once)")
-        self.model, self.log_path = str(model), log
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
-        env.pop("PYTHONPATH", None)
-        self.log = open(log, "wb")
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
-             "--dtype", "float32", "--enforce-eager", "--max-model-len", str(max_model_len),
-             "--host", "127.0.0.1", "--port", str(self.port), "--limit-mm-per-prompt", '{"audio": 1}',
-             "--api-key", api_key, "--seed", "0"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(log.parent), start_new_session=True)
-        try:
-            self._wait_until_up(api_key)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = time.monotonic() - started
-
-    def _wait_until_up(self, api_key: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        request = urllib.request.Request(f"{self.url}/v1/models", headers={"Authorization": f"Bearer {api_key}"})
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"the vLLM server exited ({self.proc.returncode}) while starting:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(request, timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(1.0)
-        pytest.fail(f"the vLLM server did not answer within {STARTUP_TIMEOUT_S} s:\n{self.tail()}")
-
-    def tail(self, n: int = 30) -> str:
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        # Workers vLLM forked stay in the group: end whatever is left of it.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.log.close()
+def _start(model, log, max_model_len=2048):
+    try:
+        return VLLMServer(model, log, max_model_len, api_key=API_KEY)
+    except RuntimeError as exc:  # a missing environment or a server that did not come up: a failure, with why
+        pytest.fail(str(exc))
 
 
 class OneServer:
@@ -117,7 +47,7 @@ class OneServer:
             return self.current
         self.stop()
         name = f"vllm-{Path(model).parent.name}-{Path(model).name}.log"
-        self.current = VLLMServer(model, self.folder / name, max_model_len)
+        self.current = _start(model, self.folder / name, max_model_len)
         return self.current
 
     def stop(self) -> None:
@@ -291,7 +221,7 @@ def test_format_regex_word_pairs_constrains_every_answer(tmp_path, servers, qwen
 
 
 def test_unreachable_server_is_one_line_within_seconds(tmp_path, qwen2a, clips):
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     started = time.monotonic()
     proc = _label("qwen2a", qwen2a, clips, tmp_path / "x.csv", "--server", f"http://127.0.0.1:{port}")
     assert time.monotonic() - started < 30  # the interpreter's start included

@@ -219,10 +219,11 @@ _QWEN_OMNI_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>
                        "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>"]
 
 
-def build_qwen2_5_omni(folder, seed: int = 0) -> Dict[str, Path]:
+def build_qwen2_5_omni(folder, seed: int = 0, vllm: bool = False) -> Dict[str, Path]:
     """Tiny ``Qwen2_5OmniThinkerForConditionalGeneration`` (the text-generating part of
     Qwen2.5-Omni, which the labeller loads) with the Omni processor, in ``folder/random`` and
-    ``folder/known``. Its Whisper front end keeps the real checkpoints' 300 s window."""
+    ``folder/known``. Its Whisper front end keeps the real checkpoints' 300 s window. ``vllm``:
+    text heads of 32 (:data:`VLLM_TEXT_HEADS`, mrope sections [8, 4, 4])."""
     import torch
     from transformers import (
         GenerationConfig, Qwen2_5OmniProcessor, Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration,
@@ -248,9 +249,10 @@ def build_qwen2_5_omni(folder, seed: int = 0) -> Dict[str, Path]:
                            fullatt_block_indexes=[0]),
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-            # mrope_section must sum to head_dim / 2 (head_dim 16 here; [16, 24, 24] for 128 in the real model)
-            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            max_position_embeddings=4096, **_text_heads(vllm),
+            # mrope_section must sum to head_dim / 2 (head_dim 16 here, 32 for vLLM; [16, 24, 24] for 128 in the real model)
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                             "mrope_section": [8, 4, 4] if vllm else [2, 3, 3]},
             tie_word_embeddings=False, initializer_range=RANDOM_INIT_STD,
         ),
         audio_token_index=ids("<|AUDIO|>"), image_token_index=ids("<|IMAGE|>"), video_token_index=ids("<|VIDEO|>"),
@@ -283,10 +285,12 @@ QWEN3_OMNI_CHAT_TEMPLATE = (
 )
 
 
-def build_qwen3_omni(folder, seed: int = 0) -> Dict[str, Path]:
+def build_qwen3_omni(folder, seed: int = 0, vllm: bool = False) -> Dict[str, Path]:
     """Tiny ``Qwen3OmniMoeThinkerForConditionalGeneration`` (a 4-expert, 2-per-token MoE text
     model with interleaved multimodal RoPE, as the real config) with the Omni processor, in
-    ``folder/random`` and ``folder/known``."""
+    ``folder/random`` and ``folder/known``. ``vllm``: text heads of 32 (mrope sections
+    [8, 4, 4]) and the vision settings vLLM's loader reads (``image_size``,
+    ``apply_vit_abs_pos_embed``, as the real config has them)."""
     import torch
     from transformers import (
         GenerationConfig, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor,
@@ -312,13 +316,16 @@ def build_qwen3_omni(folder, seed: int = 0) -> Dict[str, Path]:
                           num_mel_bins=128, max_source_positions=1500, n_window=50, n_window_infer=800,
                           output_dim=hidden, downsample_hidden_size=16),
         vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden,
-                           num_position_embeddings=16, deepstack_visual_indexes=[0]),
+                           num_position_embeddings=16, deepstack_visual_indexes=[0],
+                           **({"image_size": 64, "apply_vit_abs_pos_embed": True} if vllm else {})),
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+            max_position_embeddings=4096, **(dict(VLLM_TEXT_HEADS) if vllm else
+                                             {"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}),
             num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
             # interleaved multimodal RoPE as the real config ([24, 20, 20] for head_dim 128)
-            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 2, 2],
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                             "mrope_section": [8, 4, 4] if vllm else [4, 2, 2],
                              "interleaved": True, "mrope_interleaved": True},
             tie_word_embeddings=False, initializer_range=RANDOM_INIT_STD,
         ),
@@ -457,18 +464,31 @@ def tiny_model(base: Path, family_key: str, variant: str = "known", vllm: bool =
     """Folder of the tiny ``family_key`` model (``variant`` ``random`` or ``known``), built on first use under ``base``.
     ``vllm``: the variant vLLM can serve (see the builders' ``vllm`` option), in ``<family>_vllm``."""
     folder = Path(base) / (f"{family_key}_vllm" if vllm else family_key)
-    if not (folder / "known" / "config.json").exists():
+    if not (folder / variant / "config.json").exists():
         if vllm:
             BUILDERS[family_key](folder, vllm=True)
         else:
             BUILDERS[family_key](folder)
+    if vllm and family_key in FULL_OMNI:
+        # vLLM's registry has the published composite Omni models, not a bare thinker.
+        model_type, architecture = FULL_OMNI[family_key]
+        full = folder / f"{variant}_full"
+        if not (full / "config.json").exists():
+            as_full_omni_checkpoint(folder / variant, full, model_type, architecture)
+        return full
     return folder / variant
 
 
-def as_full_omni_checkpoint(thinker_folder: Path, dest: Path, model_type: str) -> Path:
+#: How the published Omni checkpoints are laid out: composite model type and architecture.
+FULL_OMNI = {"qwen2_5o": ("qwen2_5_omni", "Qwen2_5OmniModel"),
+             "qwen3o": ("qwen3_omni_moe", "Qwen3OmniMoeForConditionalGeneration")}
+
+
+def as_full_omni_checkpoint(thinker_folder: Path, dest: Path, model_type: str, architecture=None) -> Path:
     """Repackage a saved tiny thinker the way the published Omni checkpoints are laid out: a
-    composite ``config.json`` (``model_type`` ``qwen2_5_omni`` / ``qwen3_omni_moe``) holding
-    the ``thinker_config``, and the thinker's weights under the ``thinker.`` prefix."""
+    composite ``config.json`` (``model_type`` ``qwen2_5_omni`` / ``qwen3_omni_moe``, and
+    ``architectures`` when given: vLLM picks its model class by it) holding the
+    ``thinker_config``, and the thinker's weights under the ``thinker.`` prefix."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -476,6 +496,8 @@ def as_full_omni_checkpoint(thinker_folder: Path, dest: Path, model_type: str) -
     shutil.copytree(thinker_folder, dest)
     config = json.loads((dest / "config.json").read_text())
     composite = {"model_type": model_type, "thinker_config": config, "enable_audio_output": False}
+    if architecture:
+        composite["architectures"] = [architecture]
     (dest / "config.json").write_text(json.dumps(composite, indent=2))
     weights = load_file(str(dest / "model.safetensors"))
     save_file({f"thinker.{k}": v for k, v in weights.items()}, str(dest / "model.safetensors"), metadata={"format": "pt"})

@@ -598,9 +598,13 @@ class ServerLabelStep(Step):
             except AudioDecodeError as exc:
                 prepared.append((path, prompt, None, None, str(exc)))
                 continue
-            extra = omni_processor_kwargs(len(audio)) if self.family.reads_real_frames_only else None
-            prepared.append((path, prompt, encode_wav(audio), extra, None))
+            prepared.append(self.prepare_audio(path, prompt, audio))
         return prepared
+
+    def prepare_audio(self, path: str, prompt: str, audio):
+        """One decoded clip (mono float32 at :data:`SAMPLING_RATE`) as :meth:`run` takes it."""
+        extra = omni_processor_kwargs(len(audio)) if self.family.reads_real_frames_only else None
+        return (path, prompt, encode_wav(audio), extra, None)
 
     def run(self, prepared):
         return [self._one(*p) for p in prepared]
