@@ -724,3 +724,79 @@ def test_too_many_actors_names_the_flags_of_the_command_and_of_auditoryhum_run()
         shown = parameter_message(_in_stage("clap", info.value) if name == "run" else info.value, parser)
         assert shown.startswith(("stage clap: " if name == "run" else "") + "--actors 100000 x 1 CPU need 100000 CPUs")
         assert "a smaller --cpus_per_actor" in shown and "a cluster (--ray_address)" in shown
+
+
+# --- item 11: a Gemini host that does not resolve or refuses is a configuration error -------------
+
+GEMINI_KEY = "AIzaSy-TEST-secret-0123456789abcdef"
+
+
+def _gemini_labeller(base_url, max_retries=3):
+    pytest.importorskip("google.genai")
+    from auditoryhum.models import gemini
+
+    return gemini.GeminiLabeller(gemini.GeminiSettings(model="gemini-2.5-flash", api_key=GEMINI_KEY, base_url=base_url,
+                                                       max_retries=max_retries, retry_base_delay_s=0.001))
+
+
+def _refused():
+    """What the SDK raises when nothing listens: httpx's ConnectError raised from ConnectionRefusedError."""
+    import httpx2
+
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as cause:
+        raise httpx2.ConnectError("[Errno 111] Connection refused") from cause
+
+
+def test_a_refused_first_request_stops_at_once_but_a_refusal_after_contact_is_retried():
+    from auditoryhum.models import gemini
+
+    labeller = _gemini_labeller("http://127.0.0.1:1")
+    tries = []
+
+    def refused():
+        tries.append(1)
+        _refused()
+
+    with pytest.raises(gemini.CallFailed) as info:
+        labeller.call("a.wav", refused)
+    assert info.value.kind == gemini.RUN and len(tries) == 1
+    assert info.value.message == (
+        "a.wav: cannot reach http://127.0.0.1:1: the connection was refused (connection error (ConnectError: "
+        "[Errno 111] Connection refused)); check --base_url (or GOOGLE_GEMINI_BASE_URL) and the network")
+    # Once the service answered, a refused connection is a blip: backed off and retried as before.
+    assert labeller.call("b.wav", lambda: "dog bark") == "dog bark"
+    tries.clear()
+    with pytest.raises(gemini.CallFailed) as info:
+        labeller.call("c.wav", refused)
+    assert info.value.kind == gemini.CLIP and len(tries) == 4  # max_retries 3: four tries
+    assert info.value.message.startswith("c.wav failed after 4 tries: connection error")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("base_url, why", [
+    ("http://127.0.0.1:1", "the connection was refused"),
+    ("http://no-such-host.invalid:8080", "the host name does not resolve"),
+])
+def test_label_gemini_at_an_unreachable_host_stops_in_seconds_with_one_line(tmp_path, base_url, why):
+    import time
+
+    pytest.importorskip("google.genai")
+    from conftest import run_script
+
+    for k in range(3):
+        write_tone(tmp_path / "clips" / f"c{k}.wav")
+    out = tmp_path / "labels.csv"
+    started = time.monotonic()
+    proc = run_script("label_google_gen_ai_cloud.py", "--filedir", tmp_path / "clips" / "*.wav", "--genai_id",
+                      "gemini-2.5-flash", "--text_label_csv", out, "--base_url", base_url, "--max_retries", "6",
+                      env={"GEMINI_API_KEY": GEMINI_KEY, "GOOGLE_API_KEY": "", "GOOGLE_GEMINI_BASE_URL": ""})
+    assert time.monotonic() - started < 30  # before: 7 tries per clip with back-off, minutes
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"label_google_gen_ai_cloud.py: error: stopped: generate_content: cannot reach "
+                                f"{base_url}: {why} (connection error (ConnectError: ")
+    assert errors[0].endswith("); check --base_url (or GOOGLE_GEMINI_BASE_URL) and the network")
+    assert not out.exists() and GEMINI_KEY not in proc.stderr

@@ -345,6 +345,22 @@ def classify(exc: BaseException, model: str, secret: Optional[str] = None) -> Ca
     return failed(CLIP, f"unexpected {type(exc).__name__}: {quoted(exc)}")
 
 
+def unreachable_reason(exc: BaseException) -> Optional[str]:
+    """``"the host name does not resolve"`` or ``"the connection was refused"`` when ``exc`` (or
+    an exception it was raised from) is a DNS failure or a refused connection; else None."""
+    import socket
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(exc, ConnectionRefusedError):
+            return "the connection was refused"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def backoff_delay(retry: int, base_s: float, rng: random.Random, server_delay_s: Optional[float] = None) -> float:
     """Seconds to wait before retry number ``retry`` (0 for the first).
 
@@ -383,6 +399,9 @@ class GeminiLabeller:
         self.stop = stop or threading.Event()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        # Whether the service ever answered this run (a result or an HTTP error): until it has, a
+        # name that does not resolve or a refused connection is the configuration, not a blip.
+        self._reached = False
         self._types = types
         http_options = types.HttpOptions(
             base_url=settings.base_url,
@@ -413,11 +432,23 @@ class GeminiLabeller:
             if honour_stop and self.stop.is_set():
                 raise _Stopped()
             try:
-                return operation()
+                result = operation()
+                self._reached = True
+                return result
             except (KeyboardInterrupt, _Stopped):
                 raise
             except Exception as exc:
+                from google.genai import errors as genai_errors
+
                 failure = classify(exc, self.settings.model, self.settings.api_key)
+                if isinstance(exc, genai_errors.APIError):
+                    self._reached = True
+                why = None if self._reached or failure.kind != RETRY else unreachable_reason(exc)
+                if why is not None:
+                    # Back-off is for 429/5xx/timeouts: no retry reaches a host that does not exist.
+                    where = self.settings.base_url or "the Gemini API"
+                    raise CallFailed(RUN, f"{what}: cannot reach {where}: {why} ({failure.message}); check "
+                                          f"--base_url (or GOOGLE_GEMINI_BASE_URL) and the network")
             if failure.kind != RETRY:
                 raise CallFailed(failure.kind, f"{what}: {failure.message}")
             if retry >= max_retries:
