@@ -304,3 +304,14 @@ def test_clustering_that_cannot_fit_stops_before_allocating(tmp_path, monkeypatc
                                         r"[0-9.]+ GiB but about 0.0 GiB is available; use a machine with more memory"):
         ah.cluster(str(tmp_path / "st.npy"), str(tmp_path / "ids.csv"), algorithm="ag", n_clusters=4, no_cache=True)
     assert not (tmp_path / "ids.csv").exists()
+
+
+def test_embedding_rows_are_written_block_by_block_with_numpys_bytes(tmp_path):
+    from auditoryhum.io.artefacts import rows_by_index, save_rows_by_index
+
+    table = np.random.default_rng(3).normal(size=(7, 5)).astype(np.float32)
+    index = np.random.default_rng(4).integers(-1, 7, size=1003)
+    save_rows_by_index(str(tmp_path / "a.npy"), table, index, block_rows=64)
+    np.save(tmp_path / "b.npy", rows_by_index(table, index))
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    assert np.isnan(np.load(tmp_path / "a.npy")[index == -1]).all()

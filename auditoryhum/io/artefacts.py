@@ -18,7 +18,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -278,12 +278,23 @@ def write_cluster_ids(path: str, labels: Sequence[int]) -> None:
 # NPY arrays
 
 
-def load_matrix(path: str, require_finite: bool = True) -> np.ndarray:
+def load_matrix(path: str, require_finite: bool = True, mmap: bool = False) -> np.ndarray:
     """Load a 2-D NPY array (one row per clip).
 
     With ``require_finite`` (clustering), rows holding NaN or inf are an error that lists
-    them: they usually come from clips that failed to decode.
+    them: they usually come from clips that failed to decode. With ``mmap``, the array is
+    memory-mapped read-only (checked from its header; rows are read when used).
     """
+    if mmap:
+        matrix_header(path)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        if require_finite and array.dtype.kind == "f":
+            for start, block in iter_matrix_rows(path):
+                bad = np.flatnonzero(~np.all(np.isfinite(block), axis=1))
+                if bad.size:
+                    raise UserError(f"{path}: row {start + int(bad[0]) + 1} holds NaN or inf, usually a clip that failed "
+                                    f"to decode; fix or remove that clip and recompute the features")
+        return array
     # From the open file, not a bytes copy: numpy then reads the rows straight into the array.
     npz_names = None  # the array names of an .npz archive given by mistake
     with _open_binary(path, "NPY file") as f:
@@ -407,6 +418,25 @@ class MatrixWriter:
             self._context.__exit__(ValueError, short, None)
             raise short
         return self._context.__exit__(exc_type, exc, tb)
+
+
+def rows_by_index(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``table[index]`` with a NaN row where ``index`` is -1 (a clip without a label)."""
+    out = np.full((index.shape[0], table.shape[1]), np.nan, dtype=table.dtype)
+    real = index >= 0
+    out[real] = table[index[real]]
+    return out
+
+
+def save_rows_by_index(path: str, table: np.ndarray, index: np.ndarray, block_rows: Optional[int] = None) -> None:
+    """Save ``rows_by_index(table, index)`` as ``.npy`` block by block, atomically: a file of
+    2,000,000 rows x 768 is written without the 6 GB array ever being in memory. The bytes
+    equal ``numpy.save`` of the whole array."""
+    if block_rows is None:
+        block_rows = max(1, MATRIX_CHUNK_BYTES // max(1, table.shape[1] * table.dtype.itemsize))
+    with MatrixWriter(path, (index.shape[0], table.shape[1]), table.dtype) as writer:
+        for start in range(0, index.shape[0], block_rows):
+            writer.write(rows_by_index(table, index[start:start + block_rows]))
 
 
 # ---------------------------------------------------------------------------------------

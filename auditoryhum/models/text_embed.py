@@ -112,16 +112,18 @@ def _is_missing_label(text: str) -> bool:
     return not text.strip()
 
 
-def embed_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE, show_progress: bool = False) -> np.ndarray:
-    """Embed ``texts`` with a loaded sentence-transformers ``model``: one float32 row per text.
-
-    Each distinct text is embedded once; repeated texts get identical rows. An empty text (a
-    clip with no usable label) gets a row of NaN, never the embedding of ``""``, which would
-    put every failed clip into one tight cluster; one note says how many.
+def embed_distinct_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE,
+                         show_progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Embed each distinct real text of ``texts`` once.
 
     Returns
     -------
-    np.ndarray, shape (len(texts), D), float32
+    vectors : np.ndarray, shape (U, D), float32
+        One row per distinct real text.
+    inverse : np.ndarray, shape (len(texts),)
+        The row of ``vectors`` of each text; -1 for an empty text (a clip with no usable label),
+        whose row is NaN, never the embedding of ``""`` (which would put every failed clip into
+        one tight cluster). One note says how many.
 
     Raises
     ------
@@ -132,12 +134,11 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE, sh
     if missing.any():
         note(f"{int(missing.sum())} of {len(texts)} rows have no label (empty kept label); their rows are NaN")
     real = [t for t, m in zip(texts, missing) if not m]
-    distinct, inverse = unique_texts(real)
+    distinct, inverse_real = unique_texts(real)
     if len(distinct) < len(real):
         note(f"embedding {len(distinct)} distinct labels for {len(real)} rows")
     # Renamed in sentence-transformers 5 (the old name warns); only needed when no text is real.
     size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    dim = None if distinct else size()
     if distinct:
         vectors = np.asarray(model.encode(distinct, batch_size=batch_size, convert_to_numpy=True,
                                           show_progress_bar=show_progress), dtype=np.float32)
@@ -146,13 +147,25 @@ def embed_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE, sh
             name = getattr(model, "_auditoryhum_source", "the sentence model")
             raise UserError(f"sentence model {name} gives non-finite embeddings for {bad.size} of {len(distinct)} "
                             f"labels (e.g. {distinct[bad[0]]!r}); its weights are broken")
-        dim = vectors.shape[1]
-    elif dim is None:
-        dim = 0
-    out = np.full((len(texts), int(dim)), np.nan, dtype=np.float32)
-    if distinct:
-        out[~missing] = vectors[inverse]
-    return out
+    else:
+        vectors = np.zeros((0, int(size() or 0)), dtype=np.float32)
+    inverse = np.full(len(texts), -1, dtype=np.intp)
+    inverse[~missing] = np.asarray(inverse_real, dtype=np.intp)
+    return vectors, inverse
+
+
+def embed_texts(model, texts: Sequence[str], batch_size: int = ST_BATCH_SIZE, show_progress: bool = False) -> np.ndarray:
+    """Embed ``texts`` with a loaded sentence-transformers ``model``: one float32 row per text
+    (:func:`embed_distinct_texts`, expanded; NaN rows for empty texts).
+
+    Returns
+    -------
+    np.ndarray, shape (len(texts), D), float32
+    """
+    from auditoryhum.io.artefacts import rows_by_index
+
+    vectors, inverse = embed_distinct_texts(model, texts, batch_size, show_progress)
+    return rows_by_index(vectors, inverse)
 
 
 # ---------------------------------------------------------------------------------------

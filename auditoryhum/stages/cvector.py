@@ -123,7 +123,7 @@ def class_vectors(
     from auditoryhum.console import note, progress_enabled, warn
     from auditoryhum.cvector import class_labels, class_vector_matrix
     from auditoryhum.errors import UserError
-    from auditoryhum.io.artefacts import check_aligned, load_matrix, read_scores, save_matrix, write_lines
+    from auditoryhum.io.artefacts import MATRIX_CHUNK_BYTES, MatrixWriter, check_aligned, load_matrix, read_scores, write_lines
     from auditoryhum.io.audio import expand_glob
     from auditoryhum.io.guard import guard_stage
     from auditoryhum.validation import one_of, optional_positive_int
@@ -147,7 +147,8 @@ def class_vectors(
 
         audio = None
         if clap_npy is not None:
-            audio = load_matrix(clap_npy, require_finite=False)
+            # Memory-mapped: only the block being turned into class vectors is read.
+            audio = load_matrix(clap_npy, require_finite=False, mmap=True)
             check_aligned("--filedir (clips)", len(paths), f"--clap_npy {clap_npy} (rows)", audio.shape[0])
 
         # The model is loaded only for what is missing: the audio rows, or labels not in the cache.
@@ -192,20 +193,27 @@ def class_vectors(
                 f"{text.rows.shape[1]}-d text embeddings; make the audio embeddings with the same CLAP model"
             )
 
-        matrix = class_vector_matrix(audio, text.rows)
-        no_audio = [p for p, row in zip(paths, matrix) if not np.all(np.isfinite(row))]
+        # Written block by block: (N, U) float32 is 40 GB at 2,000,000 clips and 5,000 labels.
+        n_clips, n_labels = int(audio.shape[0]), len(labels)
+        block = max(1, MATRIX_CHUNK_BYTES // (8 * max(n_labels, 1)))
+        no_audio = []
+        with MatrixWriter(cvector_npy, (n_clips, n_labels), np.float32) as writer:
+            for start in range(0, n_clips, block):
+                part = class_vector_matrix(audio[start:start + block], text.rows)
+                bad = np.flatnonzero(~np.all(np.isfinite(part), axis=1)) if n_labels else []
+                no_audio.extend(paths[start + int(i)] for i in bad)
+                writer.write(part)
         if no_audio and clap_npy is not None:
             # Computed rows that failed are reported as failures; reused NaN rows only warn, as scoring does.
             has = "clip has" if len(no_audio) == 1 else "clips have"
             warn(f"{len(no_audio)} {has} no audio embedding (NaN row in --clap_npy {clap_npy}); class vector NaN")
-        save_matrix(cvector_npy, matrix)
         write_lines(columns_txt, labels)
 
     return CvectorResult(
         outputs=dict(outputs),
         failures=failures,
         labels=labels,
-        shape=(int(matrix.shape[0]), int(matrix.shape[1])),
+        shape=(n_clips, n_labels),
         audio_reused=clap_npy is not None,
         text_encoded=text.encoded,
         text_cached=text.cached,

@@ -183,10 +183,12 @@ def embed_sentences(label_csv: str, st_model: str, st_npy: str, *, device: str =
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = positive_int(batch_size, "batch_size")
     with guarded("features_st", {"label_csv": label_csv, "st_model": _local(st_model)}, {"st_npy": st_npy}):
+        import numpy as np
+
         from auditoryhum.console import note, progress_enabled
-        from auditoryhum.io.artefacts import read_scores, save_matrix
+        from auditoryhum.io.artefacts import read_scores, save_rows_by_index
         from auditoryhum.models.device import resolve_device
-        from auditoryhum.models.text_embed import embed_texts, load_sentence_model
+        from auditoryhum.models.text_embed import embed_distinct_texts, load_sentence_model
 
         rows = read_scores(label_csv)
         if not rows:
@@ -195,6 +197,11 @@ def embed_sentences(label_csv: str, st_model: str, st_npy: str, *, device: str =
         note(f"device: {resolved}")
         with as_parameter("st_model"):
             model = load_sentence_model(st_model, resolved, "st_model")
-        vectors = embed_texts(model, [r.label for r in rows], batch_size, show_progress=progress_enabled())
-        save_matrix(st_npy, vectors)
-    return EmbedResult(outputs={"st_npy": str(st_npy)}, rows=vectors, paths=[r.path for r in rows])
+        vectors, inverse = embed_distinct_texts(model, [r.label for r in rows], batch_size,
+                                                show_progress=progress_enabled())
+        # Each distinct label is embedded once and the file written block by block: 2,000,000
+        # rows of 768 values (6 GB) never exist in memory.
+        save_rows_by_index(st_npy, vectors, inverse)
+    # The rows as the file holds them, memory-mapped (read-only; nothing is read until used).
+    written = np.load(st_npy, mmap_mode="r", allow_pickle=False)
+    return EmbedResult(outputs={"st_npy": str(st_npy)}, rows=written, paths=[r.path for r in rows])
