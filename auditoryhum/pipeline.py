@@ -605,7 +605,8 @@ def _copy_labels(source: str, target: str, n_clips: int):
     from auditoryhum.io.guard import guard_stage
     from auditoryhum.stages._base import StageResult
 
-    with guard_stage({"text_label_csv": source}, {"labels": target}, holder="auditoryhum run"):
+    # The copy is named by the flag that places it (out_dir): "labels" is no flag of auditoryhum run.
+    with guard_stage({"text_label_csv": source}, {"out_dir": target}, holder="auditoryhum run"):
         lines = read_label_file(source)
         check_aligned(f"the clips of filedir ({n_clips})", n_clips, f"label file {source}", len(lines))
         write_lines(target, lines)

@@ -800,3 +800,21 @@ def test_label_gemini_at_an_unreachable_host_stops_in_seconds_with_one_line(tmp_
                                 f"{base_url}: {why} (connection error (ConnectError: ")
     assert errors[0].endswith("); check --base_url (or GOOGLE_GEMINI_BASE_URL) and the network")
     assert not out.exists() and GEMINI_KEY not in proc.stderr
+
+
+def test_a_run_folder_that_is_a_link_to_the_label_files_folder_is_refused_naming_out_dir(tmp_path, capsys):
+    """The run's copy of the labels would be the user's label file itself (out_dir -> its folder)."""
+    write_tone(tmp_path / "clips" / "a.wav")
+    write_tone(tmp_path / "clips" / "b.wav", freq=300.0)
+    labels = tmp_path / "data" / "text_labels.csv"
+    labels.parent.mkdir()
+    labels.write_text("dog\ncat\n")
+    (tmp_path / "runalias").symlink_to(tmp_path / "data")
+    code, out, err = run_cli("run", ["--filedir", tmp_path / "clips" / "*.wav", "--out_dir", tmp_path / "runalias",
+                                     "--text_label_csv", labels], capsys)
+    assert code == 1
+    assert error_line(err) == (f"auditoryhum run: error: stage labels: --out_dir is the same file as input "
+                               f"--text_label_csv ({labels}); writing it would destroy the input; choose another "
+                               f"path for --out_dir")
+    assert labels.read_text() == "dog\ncat\n"
+    assert sorted(p.name for p in labels.parent.iterdir()) == ["text_labels.csv"]  # no lock, no manifest left
