@@ -20,6 +20,7 @@ import soundfile as sf
 import auditoryhum as ah
 import auditoryhum.resample as rs
 from auditoryhum.errors import ParameterError, UserError
+from auditoryhum.stages.cvector import class_vectors
 
 from conftest import write_tone
 
@@ -464,11 +465,10 @@ def test_optional_path_parameters_refuse_other_types_and_accept_none(tmp_path, v
     assert (tmp_path / "r.html").exists()
 
 
-@pytest.mark.parametrize("value, shown", [v for v in BAD_PATHS if v[0] is not None and not isinstance(v[0], list)])
+@pytest.mark.parametrize("value, shown", BAD_PATHS)
 def test_the_stage_guard_refuses_wrong_types_for_every_stage(tmp_path, value, shown):
-    """Stages that reach their files through guarded()/guard_stage() get the check there, once:
-    cluster, sweep, embed_mfcc, embed_sentences, composite_stats (their own top-of-stage checks of
-    None and lists are the clustering and embedding owners' to add)."""
+    """Cluster, sweep, embedding, composite and class-vector stages check their path parameters
+    at their top (validation.path_args), before anything derives a name from a path."""
     np.save(tmp_path / "x.npy", np.eye(4))
     write_tone(tmp_path / "a.wav")
     cases = [
@@ -478,11 +478,23 @@ def test_the_stage_guard_refuses_wrong_types_for_every_stage(tmp_path, value, sh
         ("mfcc_npy", lambda v: ah.embed_mfcc(str(tmp_path / "*.wav"), v)),
         ("label_csv", lambda v: ah.embed_sentences(v, "m", str(tmp_path / "st.npy"))),
         ("label_csv", lambda v: ah.composite_stats(v, str(tmp_path / "s.csv"))),
+        ("sweep_csv", lambda v: ah.sweep_clusters(str(tmp_path / "x.npy"), v)),
+        ("output_npy", lambda v: ah.embed_audio(str(tmp_path / "*.wav"), "m", v, kind="ast")),
+        ("taxonomy_csv", lambda v: ah.composite_labels("l.csv", "s.csv", v, model="m")),
+        ("cvector_npy", lambda v: class_vectors(str(tmp_path / "*.wav"), clap_model="m", scores_csv="s.csv",
+                                                cvector_npy=v)),
     ]
     for param, call in cases:
         with pytest.raises(ParameterError) as info:
             call(value)
         assert str(info.value) == f"{param} must be a path (a str or os.PathLike), {shown}"
+
+
+def test_class_vectors_refuse_a_bytes_glob():
+    with pytest.raises(ParameterError) as info:
+        class_vectors(b"*.wav", clap_model="m", scores_csv="s.csv", cvector_npy="c.npy")
+    assert str(info.value) == ("filedir_or_paths must be a glob of the clips (a str) or a list of clip paths, got "
+                               "bytes b'*.wav'; decode it first (value.decode())")
 
 
 # --- item 16: no lock files left beside outputs ------------------------------------------------

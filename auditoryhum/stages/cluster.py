@@ -8,6 +8,7 @@ from typing import List, Optional
 
 from auditoryhum import defaults
 from auditoryhum.stages._base import NotedResult
+from auditoryhum.validation import path_args
 
 #: The clustering algorithms by short name (``auditoryhum.clustering.algorithms.ALGORITHM_NAMES``).
 ALGORITHMS = ("kmeans", "ag", "spectral", "spec_ag", "hdbscan")
@@ -90,6 +91,7 @@ def cluster(cluster_npy: str, label_csv: str, png_plot: Optional[str] = None, *,
     """
     from auditoryhum.validation import one_of
 
+    path_args(cluster_npy=cluster_npy, label_csv=label_csv, png_plot=png_plot, optional=("png_plot",))
     one_of(algorithm, ALGORITHMS, "algorithm")
     one_of(tsne, TSNE_METHODS, "tsne")
     from auditoryhum.io.guard import guard_stage

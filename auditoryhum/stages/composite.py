@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional
 from auditoryhum.defaults import CHAT_MAX_NEW_TOKENS, COMPOSITE_TOP_LABELS
 from auditoryhum.stages._base import StageResult, as_parameter, guarded, mention
 from auditoryhum.stages.label import _check_precision, _local, gemini_settings, without_key_in_errors
+from auditoryhum.validation import path_args
 
 #: Labels in each taxonomy row's top_labels field (:data:`auditoryhum.defaults.COMPOSITE_TOP_LABELS`).
 DEFAULT_TOP_LABELS = COMPOSITE_TOP_LABELS
@@ -83,6 +84,7 @@ def composite_stats(label_csv: str, top_label_scores_csv: str) -> CompositeStats
         The scores file the clustering came from (rows ``<i>, <path>, <label>, <score>``).
         Nothing is written.
     """
+    path_args(label_csv=label_csv, top_label_scores_csv=top_label_scores_csv)
     with guarded("composite_stats", {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv}, {}):
         from auditoryhum.composite import format_stats_report
 
@@ -165,6 +167,8 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
     batch_size = optional_positive_int(batch_size, "batch_size")
     _check_precision(device, dtype, quantization)
     system = resolve_system_prompt(system_prompt)
+    path_args(label_csv=label_csv, top_label_scores_csv=top_label_scores_csv, taxonomy_csv=taxonomy_csv, json=json,
+              optional=("json",))
     json_path = json or default_json_path(taxonomy_csv)
     if os.path.abspath(json_path) == os.path.abspath(taxonomy_csv):
         from auditoryhum.stages._base import MentionError

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple, Union
 
 from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE
-from auditoryhum.stages._base import StageResult
+from auditoryhum.stages._base import StageResult, expand_clips
+from auditoryhum.validation import path_args
 
 HOLDER = "features-cvector"
 
@@ -124,13 +125,14 @@ def class_vectors(
     from auditoryhum.cvector import class_labels, class_vector_matrix
     from auditoryhum.errors import UserError
     from auditoryhum.io.artefacts import MATRIX_CHUNK_BYTES, MatrixWriter, check_aligned, load_matrix, read_scores, write_lines
-    from auditoryhum.io.audio import expand_glob
     from auditoryhum.io.guard import guard_stage
     from auditoryhum.validation import one_of, optional_positive_int
 
     one_of(device, ("auto", "cuda", "mps", "cpu"), "device")
     batch_size = optional_positive_int(batch_size, "batch_size")
-    paths = expand_glob(filedir_or_paths) if isinstance(filedir_or_paths, str) else [str(p) for p in filedir_or_paths]
+    path_args(clap_model=clap_model, scores_csv=scores_csv, cvector_npy=cvector_npy, clap_npy=clap_npy,
+              optional=("clap_npy",))
+    paths, _ = expand_clips(filedir_or_paths, "filedir_or_paths")
     columns_txt = labels_path(cvector_npy)
     inputs = {"filedir": paths, "scores_csv": scores_csv, "clap_npy": clap_npy}
     outputs = {"cvector_npy": cvector_npy, "cvector_labels": columns_txt}

@@ -8,6 +8,7 @@ from typing import Any, List, Optional, Sequence, Union
 from auditoryhum.defaults import ST_BATCH_SIZE  # labels per forward pass of the sentence model
 from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded
 from auditoryhum.stages.label import _check_precision, _local
+from auditoryhum.validation import path_args
 
 #: The audio models :func:`embed_audio` runs.
 AUDIO_KINDS = ("ast", "clap")
@@ -43,6 +44,7 @@ def embed_mfcc(filedir: Union[str, Sequence[str]], mfcc_npy: str) -> EmbedResult
         gets a NaN row and a failure message.
     """
     paths, _ = expand_clips(filedir)
+    path_args(mfcc_npy=mfcc_npy)
     with guarded("features_mfcc", {"filedir": paths}, {"mfcc_npy": mfcc_npy}):
         from auditoryhum.features import mfcc_features
         from auditoryhum.io.artefacts import save_matrix
@@ -84,6 +86,7 @@ def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
 
     engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
+    path_args(model=model, output_npy=output_npy)
     one_of(kind, AUDIO_KINDS, "kind")
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = optional_positive_int(batch_size, "batch_size")
@@ -137,6 +140,7 @@ def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
 
     engine_kw = engine_options(engine, ray_address, actors, gpus_per_actor, cpus_per_actor, verbose)
 
+    path_args(model=model, output_npy=output_npy)
     one_of(family, TOWER_FAMILIES, "family")
     batch_size = optional_positive_int(batch_size, "batch_size")
     _check_precision(device, dtype, quantization)
@@ -180,6 +184,7 @@ def embed_sentences(label_csv: str, st_model: str, st_npy: str, *, device: str =
     from auditoryhum.models.device import DEVICE_CHOICES
     from auditoryhum.validation import one_of, positive_int
 
+    path_args(label_csv=label_csv, st_model=st_model, st_npy=st_npy)
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = positive_int(batch_size, "batch_size")
     with guarded("features_st", {"label_csv": label_csv, "st_model": _local(st_model)}, {"st_npy": st_npy}):

@@ -9,6 +9,7 @@ from typing import List, Optional, Union
 
 from auditoryhum import recipe
 from auditoryhum.stages._base import MentionError, NotedResult, mention
+from auditoryhum.validation import path_args
 
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 from auditoryhum.clustering.memory import MEMORY_SHARE, available_memory_bytes  # noqa: F401  (the sweep's budget)
@@ -104,6 +105,8 @@ def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, labe
     from auditoryhum.clustering.k_sweep import decision_path
     from auditoryhum.validation import finite_non_negative, one_of, optional_positive_int, positive_int
 
+    path_args(cluster_npy=cluster_npy, sweep_csv=sweep_csv, png_plot=png_plot, label_csv=label_csv,
+              optional=("png_plot", "label_csv"))
     one_of(algorithm, ALGORITHMS, "algorithm")
     k_min = positive_int(k_min, "k_min")
     k_max = positive_int(k_max, "k_max")
