@@ -26,39 +26,28 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Unio
 from auditoryhum.console import note
 from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
 from auditoryhum.errors import UserError
+from auditoryhum.io.hashing import file_digest
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-_CHUNK = 1 << 20
 
 PathArg = Union[None, str, Sequence[str]]
 
 
-def file_digest(path: str) -> str:
-    """BLAKE2b-128 of a file's bytes (hex): what the manifest compares, never size or time."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def paths_digest(value: PathArg) -> Optional[str]:
     """Fingerprint of one file, or of a list of files (their paths and contents, in order);
-    ``None`` when a file is missing, so the comparison fails and the step runs."""
+    ``None`` when a file is missing, so the comparison fails and the step runs. A file's
+    fingerprint is its content's (:func:`~auditoryhum.io.hashing.file_digest`), never its size or time."""
     if value is None:
         return "absent"
     if isinstance(value, (str, os.PathLike)):
-        try:
-            return file_digest(os.fspath(value))
-        except OSError:
-            return None
+        return file_digest(os.fspath(value))
     h = hashlib.blake2b(digest_size=16)
     for path in value:
-        try:
-            h.update(os.path.abspath(path).encode("utf-8", "surrogateescape") + b"\0" + file_digest(path).encode() + b"\n")
-        except OSError:
+        digest = file_digest(path)
+        if digest is None:
             return None
+        h.update(os.path.abspath(path).encode("utf-8", "surrogateescape") + b"\0" + digest.encode() + b"\n")
     return h.hexdigest()
 
 

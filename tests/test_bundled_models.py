@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from auditoryhum.errors import UserError
+from auditoryhum.io.hashing import file_sha256
 from auditoryhum.models import bundled, loader
 from conftest import REPO
 
@@ -49,7 +50,7 @@ def test_mpnet_folder_is_verified_and_has_no_stray_files(mpnet_folder):
     bundled.verify_folder(mpnet_folder)
     weights = os.path.join(mpnet_folder, "model.safetensors")
     assert os.path.getsize(weights) == 437_971_872
-    assert bundled.sha256_of(weights) == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+    assert file_sha256(weights) == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
     found = sorted(os.path.relpath(os.path.join(d, f), mpnet_folder) for d, _, files in os.walk(mpnet_folder) for f in files)
     assert found == sorted(c.name for c in bundled.MPNET_FILES)  # no desktop.ini, nothing else
     assert not [n for n in os.listdir(os.path.dirname(mpnet_folder)) if n.endswith(".partial")]

@@ -201,7 +201,7 @@ def test_unknown_engine_is_one_line():
 def test_file_digest_reads_content_in_chunks(tmp_path):
     import hashlib
 
-    from auditoryhum.io.checkpoint import file_digest
+    from auditoryhum.io.hashing import file_digest
 
     big = tmp_path / "big.bin"
     data = os.urandom(3 * (1 << 20) + 17)

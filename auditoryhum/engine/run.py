@@ -26,7 +26,8 @@ from auditoryhum.console import note, progress_bar, warn
 from auditoryhum.engine.executors import Executor, LocalExecutor
 from auditoryhum.engine.step import Outcome, StepSpec, Task
 from auditoryhum.errors import UserError
-from auditoryhum.io.checkpoint import Journal, canonical, file_digest
+from auditoryhum.io.checkpoint import Journal, canonical
+from auditoryhum.io.hashing import file_digest
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from auditoryhum.engine.common import optional_seed
-from auditoryhum.io.checkpoint import file_digest
+from auditoryhum.io.hashing import file_digest
 
 #: What a step returns per payload: (value or None, error message or None).
 StepResult = Tuple[Any, Optional[str]]

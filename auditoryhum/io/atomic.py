@@ -71,7 +71,7 @@ def file_state(path: Union[str, Path]) -> FileState:
     swapped meanwhile must not be replaced by a conversion of what was read earlier, which would
     throw away everything written since.
     """
-    from auditoryhum.io.checkpoint import file_digest  # imports this module: imported here
+    from auditoryhum.io.hashing import file_digest
 
     st = os.stat(path)
     # The digest catches a rewrite that kept the size and the modification time (a tool that

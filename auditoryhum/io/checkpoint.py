@@ -38,42 +38,18 @@ from auditoryhum.io.atomic import atomic_write
 # 2: records stamped with the digest of their run's key (format 1 journals are not reused).
 JOURNAL_FORMAT = 2
 
-# Content fingerprints read files in pieces of this size (bounded memory for any clip size).
-_CHUNK = 1 << 20
-
-
 def journal_path(target: Union[str, Path]) -> Path:
     """Where the journal of ``target`` lives: a hidden file beside it (globs like ``*.csv`` skip it)."""
     target = Path(target)
     return target.with_name(f".{target.name}.journal")
 
 
-def file_digest(path: str) -> Optional[str]:
-    """A digest of the bytes of ``path`` (BLAKE2b, 128 bits, read in 1 MiB pieces), or ``None``
-    when it cannot be read.
-
-    How a resumed run recognises an unchanged clip: a clip swapped for another one of the
-    same size and modification time has another digest and is redone. Hashing runs at several
-    hundred MB/s, which is little next to decoding the clip and running a model on it.
-    """
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            while True:
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def file_stat(path: str) -> Optional[Tuple[int, int]]:
     """``(size, mtime_ns)`` of ``path``, or ``None`` when it cannot be read.
 
     Only for identifying model folders in a run key, whose weights are gigabytes (hashing
-    them on every start would cost more than it protects against); clips use :func:`file_digest`.
+    them on every start would cost more than it protects against); clips use
+    :func:`auditoryhum.io.hashing.file_digest`.
     """
     try:
         st = os.stat(path)

@@ -40,6 +40,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from auditoryhum.console import note, warn
 from auditoryhum.errors import UserError
+from auditoryhum.io.hashing import file_sha256
 
 MODELS_DIR_ENV = "AUDITORYHUM_MODELS_DIR"
 INSTALL_HINT = "bash tools/ensure_venv.sh, or: auditoryhum models --install"
@@ -155,15 +156,6 @@ def package_file(package: Package, relative: str) -> str:
 # verification
 
 
-def sha256_of(path: str, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of the file ``path`` (read in ``chunk``-byte blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_file(path: str, check: FileCheck) -> None:
     """Check that ``path`` has ``check``'s size and SHA-256.
 
@@ -177,7 +169,7 @@ def verify_file(path: str, check: FileCheck) -> None:
         if size != check.size:
             raise ModelCheckError(f"{path} is {size:,} bytes, not the published {check.size:,} "
                                   f"(truncated, or another file)")
-        actual = sha256_of(path)
+        actual = file_sha256(path)
     except FileNotFoundError:
         raise ModelCheckError(f"{path} is missing") from None
     except OSError as exc:
