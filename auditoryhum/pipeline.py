@@ -397,7 +397,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
     """The stages of a run of ``opts``, in order (nothing runs here)."""
     import auditoryhum as ah
     from auditoryhum.io.audio import expand_glob
-    from auditoryhum.clustering.k_sweep import decision_path
+    from auditoryhum.io.artefacts import decision_path
 
     out = opts.out_dir
     at = {key: os.path.join(out, name) for key, name in LAYOUT.items()}
@@ -534,7 +534,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
     def final_k() -> Optional[int]:
         if opts.n_clusters is not None:
             return opts.n_clusters
-        from auditoryhum.clustering.k_sweep import read_decision
+        from auditoryhum.io.artefacts import read_decision
 
         document, why = read_decision(at["sweep"])
         if document is None or document.get("chosen_k") is None:

@@ -143,7 +143,7 @@ class BoostData:
 @dataclass
 class SweepData:
     """The k-sweep table and the decision the sweep recorded beside it
-    (``<table minus .csv>_decision.json``, :func:`auditoryhum.clustering.k_sweep.read_decision`).
+    (``<table minus .csv>_decision.json``, :func:`auditoryhum.io.artefacts.read_decision`).
 
     The report never decides k itself: without a decision file (a table from an older
     ``cluster_sweep.py``) ``chosen_k``, ``best_silhouette_k`` and ``penalty`` are ``None`` and
@@ -395,7 +395,7 @@ def _gather_sweep(report: ReportData) -> None:
         report.problem("sweep", f"sweep table {path} holds no rows")
         return
     ks, sil, adj = table["k"], table["silhouette"], table["adjusted"]
-    from auditoryhum.clustering.k_sweep import read_decision
+    from auditoryhum.io.artefacts import read_decision
 
     decision, why = read_decision(path)
     chosen = best = penalty = None

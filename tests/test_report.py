@@ -122,6 +122,8 @@ def test_review_threshold_from_a_selection_is_its_highest_score():
 def _sweep_table(path, ks, sil, penalty, decision=True):
     """A sweep table as cluster_sweep.py writes it, with (or, like an older sweep, without) its decision file."""
     from auditoryhum.clustering import k_sweep as sw
+    from auditoryhum.io.artefacts import write_decision
+    from auditoryhum.io.hashing import file_sha256
 
     ks = np.asarray(ks)
     sil = np.asarray(sil, dtype=float)
@@ -130,8 +132,8 @@ def _sweep_table(path, ks, sil, penalty, decision=True):
     if decision:
         result = sw.SweepResult("ag", ks, sil, np.ones(n), np.ones(n), np.zeros(n, dtype=int), n_rows=100, n_distinct=100)
         doc = sw.decision_document(result, penalty, sw.choose_k(ks, sil, penalty), sw.lambda_path(ks, sil),
-                                   sw.file_sha256(str(path)), path.name)
-        sw.write_decision(str(path), doc)
+                                   file_sha256(str(path)), path.name)
+        write_decision(str(path), doc)
     return path
 
 

@@ -355,12 +355,14 @@ def test_cluster_sweep_nan_rows_and_missing_file(tmp_path):
 def test_sweep_records_its_decision_beside_the_table(tmp_path):
     import json
 
+    from auditoryhum.io.artefacts import decision_path, read_decision
+    from auditoryhum.io.hashing import file_sha256
     from auditoryhum.stages.sweep import sweep as sweep_stage
 
     X = embeddings(60, 20, dim=5, seed=2)
     np.save(tmp_path / "x.npy", X)
     result = sweep_stage(str(tmp_path / "x.npy"), str(tmp_path / "run.csv"), penalty=0.002, cache_dir=str(tmp_path / "c"))
-    assert sw.decision_path("a/sweep.csv") == "a/sweep_decision.json" and sw.decision_path("t.tsv") == "t.tsv_decision.json"
+    assert decision_path("a/sweep.csv") == "a/sweep_decision.json" and decision_path("t.tsv") == "t.tsv_decision.json"
     path = tmp_path / "run_decision.json"
     assert result.outputs == {"sweep_csv": str(tmp_path / "run.csv"), "decision_json": str(path)}
     doc = json.loads(path.read_text())
@@ -374,8 +376,8 @@ def test_sweep_records_its_decision_beside_the_table(tmp_path):
     steps = sw.lambda_path(csv["k"], csv["silhouette"])
     assert [(s["k"], s["lambda_low"], s["lambda_high"]) for s in doc["lambda_path"]] == [
         (p.k, p.lambda_low, None if math.isinf(p.lambda_high) else p.lambda_high) for p in steps]
-    assert doc["sweep_csv_sha256"] == sw.file_sha256(str(tmp_path / "run.csv"))
-    assert sw.read_decision(str(tmp_path / "run.csv")) == (doc, None)
+    assert doc["sweep_csv_sha256"] == file_sha256(str(tmp_path / "run.csv"))
+    assert read_decision(str(tmp_path / "run.csv")) == (doc, None)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 

@@ -47,6 +47,7 @@ from auditoryhum.clustering.algorithms import (KMEANS_PARAMS, SEED, all_identica
 from auditoryhum.clustering.ward import WARD_ALL_ROWS_MAX, distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
 from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.errors import MentionError, mention
+from auditoryhum.io.artefacts import DECISION_FORMAT, DECISION_VERSION
 
 #: Provisional default of the granularity penalty lambda in ``adjusted(k) = silhouette(k) - lambda * k``.
 #: The paper ties lambda to AIC; its exact formula is not published.
@@ -1047,21 +1048,11 @@ def sweep(
 
 
 # ---------------------------------------------------------------------------------------
-# the decision file beside the sweep table
+# the decision beside the sweep table (the file itself: auditoryhum.io.artefacts.write_decision)
 
-#: ``format`` field of the decision file.
-DECISION_FORMAT = "auditoryhum-sweep-decision"
-DECISION_VERSION = 1
 #: What the decision file says about how k was chosen.
 DECISION_RULE = ("chosen_k maximises adjusted(k) = silhouette(k) - penalty * k over the swept k, compared in exact "
                  "rational arithmetic on the float values; ties go to the smallest k")
-
-
-def decision_path(sweep_csv: str) -> str:
-    """The decision file of a sweep table: ``<sweep_csv minus .csv>_decision.json`` (``.csv``
-    matched case-insensitively; any other name gets ``_decision.json`` appended)."""
-    base = sweep_csv[:-4] if sweep_csv.lower().endswith(".csv") else sweep_csv
-    return base + "_decision.json"
 
 
 def _finite_or_none(x) -> Optional[float]:
@@ -1071,7 +1062,8 @@ def _finite_or_none(x) -> Optional[float]:
 
 def decision_document(result: SweepResult, penalty: float, chosen: Optional[int], path: Sequence[PathStep],
                       table_sha256: str, table_name: str, n_no_label: int = 0) -> dict:
-    """The JSON document recording a sweep's decision (see :func:`write_decision`)."""
+    """The JSON document recording a sweep's decision (its format:
+    :func:`auditoryhum.io.artefacts.write_decision`)."""
     adjusted = adjusted_scores(result.ks, result.silhouette, penalty)
     best_k = best = None
     if np.any(np.isfinite(result.silhouette)):
@@ -1106,61 +1098,3 @@ def decision_document(result: SweepResult, penalty: float, chosen: Optional[int]
             for s in path
         ],
     }
-
-
-def write_decision(sweep_csv: str, document: dict) -> str:
-    """Atomically write the decision document beside ``sweep_csv``; return its path.
-
-    Format (JSON object, floats written exactly): ``format`` (``"auditoryhum-sweep-decision"``),
-    ``version`` (1), ``sweep_csv`` (the table's file name) and ``sweep_csv_sha256`` (SHA-256 of
-    the table's bytes: a decision file never speaks for another table), ``algorithm``,
-    ``k_min``, ``k_max``, ``n_rows``, ``n_no_label``, ``n_distinct``, ``sample``, ``penalty``,
-    ``rule``, ``chosen_k`` (null when no silhouette is defined), ``chosen_silhouette``,
-    ``chosen_adjusted``, ``silhouette_max_k``, ``silhouette_max`` and ``lambda_path``: one object
-    per k optimal for some lambda >= 0, ``{"k", "silhouette", "lambda_low", "lambda_high"}``
-    (``lambda_high`` null = infinity), by k ascending.
-    """
-    import json
-
-    from auditoryhum.io.atomic import write_text
-
-    target = decision_path(sweep_csv)
-    write_text(target, json.dumps(document, indent=1, allow_nan=False) + "\n")
-    return target
-
-
-def file_sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_decision(sweep_csv: str) -> Tuple[Optional[dict], Optional[str]]:
-    """The decision recorded beside ``sweep_csv``: ``(document, None)``, or ``(None, why)`` when
-    there is none (a table from an older ``cluster_sweep.py``), it is unreadable, or it was
-    written for other table bytes (the table was replaced or edited after the sweep)."""
-    import json
-
-    path = decision_path(sweep_csv)
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except FileNotFoundError:
-        return None, (f"no decision file {path} beside the table (a table from an older cluster_sweep.py): "
-                      f"the chosen k is not shown; rerun cluster_sweep.py to record it")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return None, f"decision file {path} is unreadable ({str(exc).splitlines()[0]}): the chosen k is not shown"
-    if not isinstance(document, dict) or document.get("format") != DECISION_FORMAT:
-        return None, f"decision file {path} is not a sweep decision: the chosen k is not shown"
-    try:
-        digest = file_sha256(sweep_csv)
-    except OSError:
-        digest = None
-    if document.get("sweep_csv_sha256") != digest:
-        return None, (f"decision file {path} was written for other contents of {sweep_csv} (the table changed "
-                      f"after the sweep): the chosen k is not shown; rerun cluster_sweep.py")
-    return document, None

@@ -18,13 +18,13 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from auditoryhum.errors import UserError
 from auditoryhum.errors import MentionError, mention
-from auditoryhum.io.atomic import atomic_write
+from auditoryhum.io.atomic import atomic_write, write_text
 
 
 def _open_binary(path: str, what: str):
@@ -530,6 +530,70 @@ def read_sweep_csv(path: str) -> dict:
     out["k"] = out["k"].astype(np.int64)
     out["singletons"] = out["singletons"].astype(np.int64)
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# the sweep's decision file beside the k-sweep table (cluster_sweep.py; the document itself:
+# auditoryhum.clustering.k_sweep.decision_document)
+
+#: ``format`` field of the decision file.
+DECISION_FORMAT = "auditoryhum-sweep-decision"
+DECISION_VERSION = 1
+
+
+def decision_path(sweep_csv: str) -> str:
+    """The decision file of a sweep table: ``<sweep_csv minus .csv>_decision.json`` (``.csv``
+    matched case-insensitively; any other name gets ``_decision.json`` appended)."""
+    base = sweep_csv[:-4] if sweep_csv.lower().endswith(".csv") else sweep_csv
+    return base + "_decision.json"
+
+
+def write_decision(sweep_csv: str, document: dict) -> str:
+    """Atomically write the decision document beside ``sweep_csv``; return its path.
+
+    Format (JSON object, floats written exactly): ``format`` (``"auditoryhum-sweep-decision"``),
+    ``version`` (1), ``sweep_csv`` (the table's file name) and ``sweep_csv_sha256`` (SHA-256 of
+    the table's bytes: a decision file never speaks for another table), ``algorithm``,
+    ``k_min``, ``k_max``, ``n_rows``, ``n_no_label``, ``n_distinct``, ``sample``, ``penalty``,
+    ``rule``, ``chosen_k`` (null when no silhouette is defined), ``chosen_silhouette``,
+    ``chosen_adjusted``, ``silhouette_max_k``, ``silhouette_max`` and ``lambda_path``: one object
+    per k optimal for some lambda >= 0, ``{"k", "silhouette", "lambda_low", "lambda_high"}``
+    (``lambda_high`` null = infinity), by k ascending.
+    """
+    import json
+
+    target = decision_path(sweep_csv)
+    write_text(target, json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return target
+
+
+def read_decision(sweep_csv: str) -> Tuple[Optional[dict], Optional[str]]:
+    """The decision recorded beside ``sweep_csv``: ``(document, None)``, or ``(None, why)`` when
+    there is none (a table from an older ``cluster_sweep.py``), it is unreadable, or it was
+    written for other table bytes (the table was replaced or edited after the sweep)."""
+    import json
+
+    from auditoryhum.io.hashing import file_sha256
+
+    path = decision_path(sweep_csv)
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except FileNotFoundError:
+        return None, (f"no decision file {path} beside the table (a table from an older cluster_sweep.py): "
+                      f"the chosen k is not shown; rerun cluster_sweep.py to record it")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, f"decision file {path} is unreadable ({str(exc).splitlines()[0]}): the chosen k is not shown"
+    if not isinstance(document, dict) or document.get("format") != DECISION_FORMAT:
+        return None, f"decision file {path} is not a sweep decision: the chosen k is not shown"
+    try:
+        digest = file_sha256(sweep_csv)
+    except OSError:
+        digest = None
+    if document.get("sweep_csv_sha256") != digest:
+        return None, (f"decision file {path} was written for other contents of {sweep_csv} (the table changed "
+                      f"after the sweep): the chosen k is not shown; rerun cluster_sweep.py")
+    return document, None
 
 
 # ---------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
     path_args(html=html, **given, optional=given)  # before `if v` and decision_path() use them
     inputs = {k: v for k, v in given.items() if v}
     if sweep_csv:
-        from auditoryhum.clustering.k_sweep import decision_path
+        from auditoryhum.io.artefacts import decision_path
 
         inputs["sweep_csv"] = [sweep_csv, decision_path(sweep_csv)]
     with guard_stage(inputs=inputs, outputs={"html": html}, holder="report"):

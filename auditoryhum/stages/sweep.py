@@ -37,7 +37,7 @@ class SweepStageResult(NotedResult):
     n_no_label : int
         All-NaN rows left out (id -2 in ``label_csv``).
     decision : dict
-        The document written to ``outputs["decision_json"]`` (:func:`auditoryhum.clustering.k_sweep.write_decision`).
+        The document written to ``outputs["decision_json"]`` (:func:`auditoryhum.io.artefacts.write_decision`).
     notes, warnings : list of str
     """
 
@@ -72,7 +72,7 @@ def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, labe
     sweep_csv : str
         Output: ``k,silhouette,adjusted,calinski_harabasz,davies_bouldin,singletons``, one row per k.
         Beside it, the decision file ``<sweep_csv minus .csv>_decision.json``
-        (:func:`auditoryhum.clustering.k_sweep.decision_path`; format in :func:`auditoryhum.clustering.k_sweep.write_decision`).
+        (:func:`auditoryhum.io.artefacts.decision_path`; format in :func:`auditoryhum.io.artefacts.write_decision`).
     png_plot : str, optional
         Output: silhouette and adjusted score against k, the chosen k marked (12x6 in PNG).
     label_csv : str, optional
@@ -102,7 +102,7 @@ def sweep(cluster_npy: str, sweep_csv: str, png_plot: Optional[str] = None, labe
         ``outputs`` maps ``sweep_csv``, ``decision_json`` and, when given, ``png_plot`` and
         ``label_csv`` to the files written.
     """
-    from auditoryhum.clustering.k_sweep import decision_path
+    from auditoryhum.io.artefacts import decision_path
     from auditoryhum.validation import finite_non_negative, one_of, optional_positive_int, positive_int
 
     path_args(cluster_npy=cluster_npy, sweep_csv=sweep_csv, png_plot=png_plot, label_csv=label_csv,
@@ -133,7 +133,8 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
     from auditoryhum.console import progress
     from auditoryhum.errors import ParameterError, UserError
     from auditoryhum.io.array_cache import open_cache
-    from auditoryhum.io.artefacts import write_cluster_ids, write_sweep_csv
+    from auditoryhum.io.artefacts import write_cluster_ids, write_decision, write_sweep_csv
+    from auditoryhum.io.hashing import file_sha256
     from auditoryhum.plots import save_sweep_plot
 
     result = SweepStageResult(algorithm=algorithm, penalty=penalty)
@@ -183,9 +184,9 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
     write_sweep_csv(sweep_csv, [swept.ks, swept.silhouette, adjusted, swept.calinski_harabasz,
                                 swept.davies_bouldin, swept.singletons])
     result.outputs["sweep_csv"] = sweep_csv
-    document = sw.decision_document(swept, penalty, chosen, path, sw.file_sha256(sweep_csv),
+    document = sw.decision_document(swept, penalty, chosen, path, file_sha256(sweep_csv),
                                     os.path.basename(sweep_csv), n_missing)
-    result.outputs["decision_json"] = sw.write_decision(sweep_csv, document)
+    result.outputs["decision_json"] = write_decision(sweep_csv, document)
     result.decision = document
     if chosen is not None and label_csv:
         labelled = cl.cluster(algorithm, X, n_clusters=chosen, cache=cache)
