@@ -17,7 +17,6 @@ The template and style sheet are package data in ``auditoryhum/assets/``.
 """
 
 import base64
-import hashlib
 import html
 import json
 import math
@@ -35,7 +34,7 @@ from auditoryhum.errors import UserError
 from auditoryhum.hitl import ScoreBoost, is_annotated, score_boost, select_for_review
 from auditoryhum.io import artefacts as af
 from auditoryhum.io.atomic import write_text
-from auditoryhum.review_page import audio_src
+from auditoryhum.review_page import audio_src, csp_hash
 from auditoryhum.run_log import RunLog, read_run_log
 
 DEFAULT_TITLE = "AuditoryHuM run report"
@@ -991,10 +990,6 @@ def _asset(name: str) -> str:
     return resources.files("auditoryhum").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
-
-
 def render_report(report: ReportData, title: Optional[str] = None) -> str:
     """The whole report page for ``report``.
 
@@ -1015,7 +1010,7 @@ def render_report(report: ReportData, title: Optional[str] = None) -> str:
     csp = "; ".join(
         [
             "default-src 'none'",
-            f"style-src {_csp_hash(css)}",
+            f"style-src {csp_hash(css)}",
             "img-src data:",
             # file: for a report opened from disk, 'self' for the same folder served over http.
             "media-src 'self' file:",

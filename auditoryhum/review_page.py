@@ -139,7 +139,10 @@ def _json_for_script(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _csp_hash(text: str) -> str:
+def csp_hash(text: str) -> str:
+    """The Content-Security-Policy source that allows exactly the inline ``text`` (a script or a
+    style element's content): ``'sha256-<base64 of the SHA-256 of its UTF-8 bytes>'``. Both pages
+    (this one and the run report) allow only their own inline code, so they cannot fetch anything."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
@@ -181,8 +184,8 @@ def render_review_page(
     csp = "; ".join(
         [
             "default-src 'none'",
-            f"script-src {_csp_hash(js)}",
-            f"style-src {_csp_hash(css)}",
+            f"script-src {csp_hash(js)}",
+            f"style-src {csp_hash(css)}",
             # file: for pages opened from disk, 'self' for the same folder served over http.
             "media-src 'self' file: blob:",
             "img-src data:",

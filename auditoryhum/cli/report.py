@@ -41,7 +41,7 @@ def run(args, name):
     import os
 
     from auditoryhum.console import note
-    from auditoryhum.stages.report import SECTION_KEYS, report
+    from auditoryhum.stages.report import report
 
     run_log = args.run_log if args.run_log is not None else (os.environ.get(RUN_LOG_ENV) or None)
     if run_log and args.run_log is None:
@@ -51,7 +51,7 @@ def run(args, name):
         scores_with_human_csv=args.scores_with_human_csv, annotations=args.annotations, sweep_csv=args.sweep_csv,
         cluster_csv=args.cluster_csv, taxonomy_csv=args.taxonomy_csv, tsne_png=args.tsne_png, run_log=run_log,
     )
-    line = f"Report {args.html}: {len(result.shown)} of {len(SECTION_KEYS)} sections shown ({', '.join(result.shown) or 'none'})"
+    line = f"Report {args.html}: {len(result.shown)} of {len(result.shown) + len(result.missing)} sections shown ({', '.join(result.shown) or 'none'})"
     if result.missing:
         line += f"; not shown: {', '.join(result.missing)}"
     print(line)

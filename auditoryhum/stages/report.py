@@ -8,10 +8,6 @@ from typing import Dict, List, Optional
 
 from auditoryhum.stages._base import StageResult
 
-#: The report's sections, in page order (``auditoryhum.report.SECTIONS`` holds their titles).
-SECTION_KEYS = ("scores", "selection", "boost", "sweep", "tsne", "clusters", "runs")
-
-
 @dataclass
 class ReportStageResult(StageResult):
     """What :func:`report` wrote.
@@ -19,7 +15,8 @@ class ReportStageResult(StageResult):
     Attributes
     ----------
     shown, missing : list of str
-        Section keys shown, and not shown (an input not given or not readable).
+        Section keys shown, and not shown (an input not given or not readable); together, every
+        section of ``auditoryhum.report.SECTIONS`` in page order.
     problems : dict of str to list of str
         Per section, why something could not be shown (also printed as warnings).
     chosen_k : int or None
