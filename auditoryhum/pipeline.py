@@ -27,6 +27,7 @@ from auditoryhum.console import note
 from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
 from auditoryhum.errors import UserError
 from auditoryhum.io.hashing import file_digest
+from auditoryhum.stages.label import LABEL_FAMILIES
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -312,8 +313,8 @@ LAYOUT = {
     "report": "report.html",
 }
 
-#: Labeller name -> audio-LLM family key of :mod:`auditoryhum.models.families` (``gemini``: the API).
-LABELLERS = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n", "gemini")
+#: The labellers run accepts: the audio-LLM families of :func:`auditoryhum.stages.label.label`, and ``gemini`` (the API).
+LABELLERS = (*LABEL_FAMILIES, "gemini")
 
 
 @dataclass

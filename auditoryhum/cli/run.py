@@ -1,10 +1,9 @@
 """auditoryhum run: the whole pipeline in one resumable command (see docs/pipeline.md)."""
 
-LABELLERS = ("qwen2a", "qwen2_5o", "qwen3o", "gemma3n", "gemini")
-
 
 def add_arguments(parser, name):
     from auditoryhum.cli.options import add_device, add_engine_arguments, add_tsne_argument, positive_int
+    from auditoryhum.pipeline import LABELLERS
 
     parser.add_argument("--config", default=None,
                         help="TOML file with the same options, one key per flag (e.g. filedir = 'clips/*.wav'); flags override it")
