@@ -82,6 +82,23 @@ def expand_clips(filedir, param: str = "filedir"):
     return paths, f"{mention(param)} ({len(paths)} clips)"
 
 
+def check_precision(device: str, dtype: str, quantization: str) -> None:
+    """Check a model stage's ``device``, ``dtype`` and ``quantization`` against the choices of
+    :mod:`auditoryhum.models.device` (every stage that loads a local model takes these three)."""
+    from auditoryhum.models.device import DEVICE_CHOICES, DTYPE_CHOICES, QUANTIZATION_CHOICES
+    from auditoryhum.validation import one_of
+
+    one_of(device, DEVICE_CHOICES, "device")
+    one_of(dtype, DTYPE_CHOICES, "dtype")
+    one_of(quantization, QUANTIZATION_CHOICES, "quantization")
+
+
+def local_model(source: str) -> Optional[str]:
+    """A model given as a folder or a hub id, as an input of :func:`guarded`: the folder, or
+    ``None`` for a hub id (it is no path, so no output may collide with it)."""
+    return source if os.path.exists(source) else None
+
+
 # One definition, in the light errors module (io/ uses them too); re-exported here.
 from auditoryhum.errors import _MENTION, MentionError, as_parameter, mention  # noqa: E402,F401
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from auditoryhum.defaults import CHAT_MAX_NEW_TOKENS, COMPOSITE_TOP_LABELS
-from auditoryhum.stages._base import StageResult, as_parameter, guarded, mention
-from auditoryhum.stages.label import _check_precision, _local, gemini_settings, without_key_in_errors
+from auditoryhum.stages._base import StageResult, as_parameter, check_precision, guarded, local_model, mention
+from auditoryhum.stages.label import gemini_settings, without_key_in_errors
 from auditoryhum.validation import path_args
 
 #: Labels in each taxonomy row's top_labels field (:data:`auditoryhum.defaults.COMPOSITE_TOP_LABELS`).
@@ -165,7 +165,7 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
     top_labels = positive_int(top_labels, "top_labels")
     max_new_tokens = positive_int(max_new_tokens, "max_new_tokens")
     batch_size = optional_positive_int(batch_size, "batch_size")
-    _check_precision(device, dtype, quantization)
+    check_precision(device, dtype, quantization)
     system = resolve_system_prompt(system_prompt)
     path_args(label_csv=label_csv, top_label_scores_csv=top_label_scores_csv, taxonomy_csv=taxonomy_csv, json=json,
               optional=("json",))
@@ -176,7 +176,7 @@ def composite_labels(label_csv: str, top_label_scores_csv: str, taxonomy_csv: st
         raise MentionError(f"{mention('json')} and {mention('taxonomy_csv')} are the same file ({json_path}); "
                            f"give two different names")
     with guarded("composite", {"label_csv": label_csv, "top_label_scores_csv": top_label_scores_csv,
-                               "model": _local(model) if backend == "hf" else None},
+                               "model": local_model(model) if backend == "hf" else None},
                  {"taxonomy_csv": taxonomy_csv, "json": json_path}):
         from auditoryhum.composite import COMPOSITE_SYSTEM_INSTRUCTION, NOISE_CLUSTER
 
@@ -302,7 +302,7 @@ def composite_prompt(prompt: str, *, model: str, backend: str = "hf", system_pro
         raise ParameterError("prompt", "is empty; give the text to send to the model")
     max_new_tokens = positive_int(REVISION_COMPOSITE_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens,
                                   "max_new_tokens")
-    _check_precision(device, dtype, quantization)
+    check_precision(device, dtype, quantization)
     system = resolve_system_prompt(system_prompt) or ""
     _record_composite("composite (prompt)", system, max_new_tokens if backend == "hf" else None, prompt)
     if backend == "gemini":

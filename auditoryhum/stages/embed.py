@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Union
 
 from auditoryhum.defaults import ST_BATCH_SIZE  # labels per forward pass of the sentence model
-from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded
-from auditoryhum.stages.label import _check_precision, _local
+from auditoryhum.stages._base import StageResult, as_parameter, check_precision, expand_clips, guarded, local_model
 from auditoryhum.validation import path_args
 
 #: The audio models :func:`embed_audio` runs.
@@ -91,7 +90,7 @@ def embed_audio(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = optional_positive_int(batch_size, "batch_size")
     paths, _ = expand_clips(filedir)
-    with guarded(f"features_{kind}", {"filedir": paths, "model": _local(model)}, {"output_npy": output_npy}):
+    with guarded(f"features_{kind}", {"filedir": paths, "model": local_model(model)}, {"output_npy": output_npy}):
         from auditoryhum.console import note
         from auditoryhum.models.audio_embed import ASTEmbedder, ClapAudioEmbedder, default_batch_size, run_clip_embeddings
         from auditoryhum.models.device import resolve_device
@@ -143,9 +142,9 @@ def embed_tower(filedir: Union[str, Sequence[str]], model: str, output_npy: str,
     path_args(model=model, output_npy=output_npy)
     one_of(family, TOWER_FAMILIES, "family")
     batch_size = optional_positive_int(batch_size, "batch_size")
-    _check_precision(device, dtype, quantization)
+    check_precision(device, dtype, quantization)
     paths, _ = expand_clips(filedir)
-    with guarded(f"features_{family}", {"filedir": paths, "model": _local(model)}, {"output_npy": output_npy}):
+    with guarded(f"features_{family}", {"filedir": paths, "model": local_model(model)}, {"output_npy": output_npy}):
         from auditoryhum.models.device import resolve_precision
         from auditoryhum.models.families import get_family
         from auditoryhum.models.loader import check_model_type, check_source
@@ -187,7 +186,7 @@ def embed_sentences(label_csv: str, st_model: str, st_npy: str, *, device: str =
     path_args(label_csv=label_csv, st_model=st_model, st_npy=st_npy)
     one_of(device, DEVICE_CHOICES, "device")
     batch_size = positive_int(batch_size, "batch_size")
-    with guarded("features_st", {"label_csv": label_csv, "st_model": _local(st_model)}, {"st_npy": st_npy}):
+    with guarded("features_st", {"label_csv": label_csv, "st_model": local_model(st_model)}, {"st_npy": st_npy}):
         import numpy as np
 
         from auditoryhum.console import note, progress_enabled

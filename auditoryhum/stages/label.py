@@ -6,7 +6,7 @@ Top level is light (standard library only): the models are imported inside the f
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Union
 
-from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded
+from auditoryhum.stages._base import StageResult, as_parameter, check_precision, expand_clips, guarded, local_model
 
 #: A human hint longer than this is refused: it is appended to the prompt, and a runaway line
 #: (a pasted file) would make generation run without bound.
@@ -184,13 +184,13 @@ def label(filedir: Union[str, Sequence[str]], model: str, text_label_csv: str, *
     one_of(family, LABEL_FAMILIES, "family")
     batch_size = optional_positive_int(batch_size, "batch_size")
     one_of(long_audio, ("truncate", "window"), "long_audio")
-    _check_precision(device, dtype, quantization)
+    check_precision(device, dtype, quantization)
     from auditoryhum.models.families import get_family as _get_family
 
     prompt, system_prompt = resolve_prompts(task, prompt, system_prompt, _get_family(family).system_prompt)
     _record(f"label ({family})", task, prompt, system_prompt)
     paths, clips = expand_clips(filedir)
-    with guarded(f"label ({family})", {"filedir": paths, "annotations": annotations, "model": _local(model)},
+    with guarded(f"label ({family})", {"filedir": paths, "annotations": annotations, "model": local_model(model)},
                  {"text_label_csv": text_label_csv}):
         from auditoryhum.models.families import get_family
         from auditoryhum.models.loader import check_model_type, check_source
@@ -250,22 +250,6 @@ def _record(stage: str, task: str, prompt: str, system_prompt: str) -> None:
     from auditoryhum.run_log import record_settings
 
     record_settings(stage, {"task": task, "prompt": prompt, "system_prompt": system_prompt})
-
-
-def _check_precision(device: str, dtype: str, quantization: str) -> None:
-    from auditoryhum.models.device import DEVICE_CHOICES, DTYPE_CHOICES, QUANTIZATION_CHOICES
-    from auditoryhum.validation import one_of
-
-    one_of(device, DEVICE_CHOICES, "device")
-    one_of(dtype, DTYPE_CHOICES, "dtype")
-    one_of(quantization, QUANTIZATION_CHOICES, "quantization")
-
-
-def _local(source: str) -> Optional[str]:
-    """A model folder as an input of the guard (a hub id is not a path)."""
-    import os
-
-    return source if os.path.exists(source) else None
 
 
 # --- Gemini ---------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ from typing import List, Optional, Sequence, Union
 
 from auditoryhum.defaults import CLAP_TEXT_BATCH_SIZE  # candidate texts per CLAP text forward pass
 from auditoryhum.recipe import LABEL_WORD_LIMIT
-from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded, mention
-from auditoryhum.stages.label import _local
+from auditoryhum.stages._base import StageResult, as_parameter, expand_clips, guarded, local_model, mention
 
 # A warning names at most this many clips; the rest are counted.
 _MAX_NAMED = 10
@@ -103,7 +102,7 @@ def score_labels(filedir: Union[str, Sequence[str]], clap_model: str, clap_npy: 
     label_limit, candidates = _candidate_options(label_limit, candidates, "features_clap_text")
     paths, clips = expand_clips(filedir)
     with guarded("features_clap_text",
-                 {"filedir": paths, "clap_model": _local(clap_model), "clap_npy": clap_npy, "text_label_csv": text_label_csv},
+                 {"filedir": paths, "clap_model": local_model(clap_model), "clap_npy": clap_npy, "text_label_csv": text_label_csv},
                  {"top_label_scores_csv": top_label_scores_csv}):
         import numpy as np
 
