@@ -42,6 +42,11 @@ _STAGES = {
     "cluster": ("auditoryhum.stages.cluster", "cluster"),
     "sweep_clusters": ("auditoryhum.stages.sweep", "sweep"),
     "write_report": ("auditoryhum.stages.report", "report"),
+    "class_vectors": ("auditoryhum.stages.cvector", "class_vectors"),
+    # The array-level tier (numpy rows in, numbers out; no files): what the cluster scripts compute.
+    "cluster_rows": ("auditoryhum.clustering.rows", "cluster_rows"),
+    "sweep_rows": ("auditoryhum.clustering.rows", "sweep_rows"),
+    "find_distinct_rows": ("auditoryhum.clustering.distinct", "find_distinct_rows"),
 }
 
 __all__ = ["UserError", "ParameterError", *_STAGES]

@@ -86,7 +86,7 @@ def main():
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
 
-    from auditoryhum.stages.sweep import MEMORY_SHARE, available_memory_bytes
+    from auditoryhum.clustering.memory import MEMORY_SHARE, available_memory_bytes
     from auditoryhum.clustering.k_sweep import largest_ward_rows
 
     print(f"machine: {os.cpu_count()} CPU cores, python {sys.version.split()[0]}")

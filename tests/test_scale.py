@@ -315,3 +315,54 @@ def test_embedding_rows_are_written_block_by_block_with_numpys_bytes(tmp_path):
     np.save(tmp_path / "b.npy", rows_by_index(table, index))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
     assert np.isnan(np.load(tmp_path / "a.npy")[index == -1]).all()
+
+
+# ---------------------------------------------------------------------------------------
+# the array-level API: the scripts' numbers on arrays, no files
+
+
+def test_cluster_rows_gives_the_scripts_numbers(tmp_path):
+    import auditoryhum as ah
+
+    X = embeddings(400, 60, seed=14)
+    X[5] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    for algorithm, k in (("ag", 7), ("kmeans", 4), ("spec_ag", 5)):
+        staged = ah.cluster(str(tmp_path / "x.npy"), str(tmp_path / f"{algorithm}.csv"), algorithm=algorithm,
+                            n_clusters=k, no_cache=True)
+        rows = ah.cluster_rows(X, algorithm, k)
+        assert np.array_equal(rows.labels, read_cluster_ids(str(tmp_path / f"{algorithm}.csv"))), algorithm
+        assert rows.labels[5] == -2 and rows.n_no_label == 1
+        assert rows.silhouette == staged.silhouette and rows.n_clusters == staged.n_clusters == k
+        assert rows.notes[0].startswith("1 of 400 rows are NaN")
+    assert list(tmp_path.iterdir()) and not any(p.name.endswith(".png") for p in tmp_path.iterdir())
+
+
+def test_sweep_rows_gives_the_scripts_table(tmp_path):
+    import auditoryhum as ah
+    from auditoryhum.io.artefacts import read_sweep_csv
+
+    X = embeddings(300, 50, seed=15)
+    np.save(tmp_path / "x.npy", X)
+    staged = ah.sweep_clusters(str(tmp_path / "x.npy"), str(tmp_path / "s.csv"), k_max=40, penalty=0.003,
+                               no_cache=True)
+    rows = ah.sweep_rows(X, k_max=40, penalty=0.003)
+    table = read_sweep_csv(str(tmp_path / "s.csv"))
+    assert rows.chosen_k == staged.chosen_k
+    assert np.array_equal(rows.ks, table["k"])
+    np.testing.assert_array_equal(rows.silhouette, staged.silhouette)
+    assert [(p.k, p.lambda_low) for p in rows.lambda_path] == [(p.k, p.lambda_low) for p in staged.lambda_path]
+
+
+def test_array_api_refuses_bad_rows_in_one_line():
+    import auditoryhum as ah
+    from auditoryhum.errors import ParameterError
+
+    with pytest.raises(UserError, match=r"the data must be a 2-D array \(one row per clip\); got shape \(5,\)"):
+        ah.cluster_rows(np.ones(5), "ag", 2)
+    with pytest.raises(ParameterError, match="n_clusters is required for Agglomerative"):
+        ah.cluster_rows(np.eye(5), "ag")
+    with pytest.raises(ParameterError, match="algorithm must be one of"):
+        ah.sweep_rows(np.eye(5), "ward")
+    with pytest.raises(UserError, match="the data holds <U1 values; expected numbers"):
+        ah.cluster_rows(np.array([["a"], ["b"]]), "ag", 1)

@@ -169,38 +169,22 @@ def split_missing(X: np.ndarray, source: str = "the data") -> Tuple[np.ndarray, 
     return X[~missing], ~missing
 
 
-def load_rows(cluster_npy: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows of a clustering input: ``(all rows, the rows with a label as floats, their mask)``.
+def read_input(cluster_npy: str):
+    """The rows of a clustering input file, as :func:`~auditoryhum.clustering.rows.cluster_rows`
+    takes them.
 
-    All-NaN rows are the clips without a label (:func:`split_missing`); integer rows become
-    float64. Bad files give one line naming ``cluster_npy``.
-    """
-    from auditoryhum.io.artefacts import load_matrix
-
-    raw = load_matrix(cluster_npy, require_finite=False)
-    X, mask = split_missing(raw, cluster_npy)
-    if X.dtype.kind != "f":
-        X = X.astype(np.float64)
-    return raw, X, mask
-
-
-def load_input(cluster_npy: str):
-    """The rows of a clustering input and the mask of the rows with a label.
-
-    Up to :data:`~auditoryhum.clustering.ward.WARD_ALL_ROWS_MAX` rows: the rows with a label as
-    an array (:func:`load_rows`). Above: their
+    Up to :data:`~auditoryhum.clustering.ward.WARD_ALL_ROWS_MAX` rows: the array (all rows;
+    integer rows as float64). Above: its
     :class:`~auditoryhum.clustering.distinct.DistinctRows`, read block by block (a 2,000,000-row
-    file is never held whole, nor copied to float64).
+    file is never held whole, nor copied to float64). Bad files give one line naming the file.
     """
     from auditoryhum.clustering.distinct import read_distinct_rows
-    from auditoryhum.io.artefacts import matrix_header
+    from auditoryhum.io.artefacts import load_matrix, matrix_header
 
     (n, _), _, _, _ = matrix_header(cluster_npy)
     if n > _ward_all_rows_max():
-        groups = read_distinct_rows(cluster_npy)
-        return groups, groups.mask
-    _, X, mask = load_rows(cluster_npy)
-    return X, mask
+        return read_distinct_rows(cluster_npy)
+    return load_matrix(cluster_npy, require_finite=False)
 
 
 def n_rows_of(X) -> int:

@@ -171,7 +171,21 @@ def distinct_rows_of_blocks(blocks: Iterable[Tuple[int, np.ndarray]], n_rows: in
 
 
 def find_distinct_rows(X: np.ndarray, source: str = "the data", block_rows: Optional[int] = None) -> DistinctRows:
-    """:class:`DistinctRows` of an array already in memory (or memory-mapped)."""
+    """:class:`DistinctRows` of an array already in memory (or memory-mapped).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        One row per clip; all-NaN rows are clips without a label (left out, ``mask`` False).
+    source : str
+        How messages name the rows.
+    block_rows : int, optional
+        Rows hashed per block (default: about 64 MB of rows).
+
+    Returns
+    -------
+    DistinctRows
+    """
     X = np.asarray(X)
     if X.ndim != 2:
         raise UserError(f"{source} must be a 2-D array (one row per clip); got shape {X.shape}")

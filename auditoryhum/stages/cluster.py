@@ -104,90 +104,64 @@ def cluster(cluster_npy: str, label_csv: str, png_plot: Optional[str] = None, *,
 
 
 def _cluster(cluster_npy, label_csv, png_plot, algorithm, n_clusters, min_cluster_size, cache_dir, no_cache, tsne):
-    from concurrent.futures import ThreadPoolExecutor
-
     import numpy as np
 
     from auditoryhum.clustering import algorithms as cl
     from auditoryhum.clustering.distinct import DistinctRows
-    from auditoryhum.clustering.memory import memory_budget
-    from auditoryhum.errors import ParameterError
+    from auditoryhum.clustering.rows import cluster_rows
     from auditoryhum.io.array_cache import open_cache
     from auditoryhum.io.artefacts import write_cluster_ids
     from auditoryhum.plots import cluster_plot_title, save_cluster_scatter
 
-    if algorithm == "hdbscan":
-        if min_cluster_size is None:
-            raise ParameterError("min_cluster_size", "is required for HDBSCAN")
-    elif n_clusters is None:
-        raise ParameterError("n_clusters", f"is required for {cl.ALGORITHM_NAMES[algorithm]}")
     result = ClusterStageResult(algorithm=algorithm)
-
-    say_note, say_warning = result.say_note, result.say_warning
-    X, mask = cl.load_input(cluster_npy)
-    groups = X if isinstance(X, DistinctRows) else None
-    n_kept = cl.n_rows_of(X)
-    n_missing = int(np.count_nonzero(~mask))
-    if n_missing:
-        say_note(cl.missing_note(n_missing, mask.shape[0]))
-    if n_kept < 2:
-        from auditoryhum.errors import UserError
-
-        raise UserError(f"{cluster_npy} has {n_kept} row(s){' with a label' if n_missing else ''}; "
-                        f"clustering needs at least 2")
-    cl.check_clustering_fits(algorithm, X, n_clusters, memory_budget())
+    rows = cl.read_input(cluster_npy)
     cache = open_cache(cache_dir, no_cache)
-    # The rows are this stage's own and never written: read-only, they are hashed once for all
-    # the cache keys (tree, layout, distances, silhouette) of this clustering.
-    (groups.rows if groups is not None else X).flags.writeable = False
-    # The silhouette (numpy and BLAS, which release the GIL) is computed on a second thread
-    # while the plot is drawn (matplotlib: Python on this one); the value is the same.
-    with cache.remembering_digests(), ThreadPoolExecutor(max_workers=1) as pool:
-        fitted = cl.cluster(algorithm, X, n_clusters=n_clusters, min_cluster_size=min_cluster_size, cache=cache)
-        identical = groups.n_distinct == 1 if groups is not None else cl.all_identical(X)
-        if identical:
-            # One line for the cause; the estimators' own complaints about it would only repeat it.
-            say_warning(cl.identical_warning(n_kept))
-        else:
-            for message in fitted.warnings:
-                say_warning(message)
-        for message in fitted.notes:
-            say_note(message)
-        labels = cl.expand_labels(fitted.labels, mask)
-        pending = None if identical else pool.submit(cl.silhouette, fitted.space, fitted.labels, cache)
-        # Labels first: they are the result; the plot is a view of it.
-        write_cluster_ids(label_csv, labels)
+    said = 0
+
+    def say_so_far(clustering):
+        nonlocal said
+        for kind, text in clustering.messages[said:]:
+            (result.say_note if kind == "note" else result.say_warning)(text)
+        said = len(clustering.messages)
+
+    def write(clustering):
+        # Labels first: they are the result; the plot is a view of it (drawn while the
+        # silhouette is computed on the other thread).
+        say_so_far(clustering)
+        write_cluster_ids(label_csv, clustering.labels)
         result.outputs["label_csv"] = label_csv
-        if png_plot:
-            tsne_notes: List[str] = []
-            title = cluster_plot_title(cl.ALGORITHM_NAMES[algorithm], fitted.requested_k, fitted.n_clusters,
-                                       fitted.n_noise)
-            if groups is None:
-                points = cl.tsne_2d(X, tsne_notes, cache, method=tsne)
-                save_cluster_scatter(points, fitted.labels, title, png_plot)
-            else:
-                # Two million points are neither computable nor readable in a t-SNE: the distinct
-                # rows are drawn, each with a marker area by how many rows it stands for.
-                points = cl.tsne_2d(groups.rows, tsne_notes, cache, method=tsne)
-                per_distinct = np.empty(groups.n_distinct, dtype=np.int64)
-                per_distinct[groups.inverse] = fitted.labels
-                title += f" ({groups.n_distinct} distinct rows of {groups.n_rows}; marker area by count)"
-                save_cluster_scatter(points, per_distinct, title, png_plot, counts=groups.counts)
-            for message in tsne_notes:
-                say_note(message)
-            result.outputs["png_plot"] = png_plot
-        score = None if pending is None else pending.result()
+        if not png_plot:
+            return
+        fitted = clustering.fit
+        kept = clustering.rows
+        tsne_notes: List[str] = []
+        title = cluster_plot_title(cl.ALGORITHM_NAMES[algorithm], fitted.requested_k, fitted.n_clusters,
+                                   fitted.n_noise)
+        if isinstance(kept, DistinctRows):
+            # Two million points are neither computable nor readable in a t-SNE: the distinct
+            # rows are drawn, each with a marker area by how many rows it stands for.
+            points = cl.tsne_2d(kept.rows, tsne_notes, cache, method=tsne)
+            per_distinct = np.empty(kept.n_distinct, dtype=np.int64)
+            per_distinct[kept.inverse[::-1]] = fitted.labels[::-1]  # each row's first copy
+            title += f" ({kept.n_distinct} distinct rows of {kept.n_rows}; marker area by count)"
+            save_cluster_scatter(points, per_distinct, title, png_plot, counts=kept.counts)
+        else:
+            points = cl.tsne_2d(kept, tsne_notes, cache, method=tsne)
+            save_cluster_scatter(points, fitted.labels, title, png_plot)
+        for message in tsne_notes:
+            result.say_note(message)
+        result.outputs["png_plot"] = png_plot
+
+    with cache.remembering_digests():
+        clustering = cluster_rows(rows, algorithm, n_clusters, min_cluster_size=min_cluster_size, cache=cache,
+                                  source=cluster_npy, while_scoring=write)
     for message in cache.notes:
-        say_note(message)
-    if score is None and not identical:
-        say_warning(
-            f"the clustering has {len(set(fitted.labels.tolist()))} distinct label(s) over {len(fitted.labels)} rows, "
-            f"so the silhouette is undefined; the labels and plot were still written"
-        )
-    result.silhouette = score
-    result.n_clusters = fitted.n_clusters
-    result.n_noise = fitted.n_noise
-    result.n_no_label = n_missing
-    result.n_rows = int(mask.shape[0])
-    result.labels = labels.tolist()
+        result.say_note(message)
+    say_so_far(clustering)
+    result.silhouette = clustering.silhouette
+    result.n_clusters = clustering.n_clusters
+    result.n_noise = clustering.n_noise
+    result.n_no_label = clustering.n_no_label
+    result.n_rows = int(clustering.labels.shape[0])
+    result.labels = clustering.labels.tolist()
     return result

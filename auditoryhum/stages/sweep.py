@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Union
 
 from auditoryhum import recipe
-from auditoryhum.stages._base import MentionError, NotedResult, mention
+from auditoryhum.stages._base import NotedResult
 from auditoryhum.validation import path_args
 
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
-from auditoryhum.clustering.memory import MEMORY_SHARE, available_memory_bytes  # noqa: F401  (the sweep's budget)
 
 
 @dataclass
@@ -125,62 +124,34 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
            cache_dir, no_cache, show_progress):
     import os
 
-    import numpy as np
-
     from auditoryhum.clustering import algorithms as cl
     from auditoryhum.clustering import k_sweep as sw
-    from auditoryhum.clustering.memory import memory_budget as planned_budget
+    from auditoryhum.clustering.rows import sweep_rows
     from auditoryhum.console import progress
-    from auditoryhum.errors import ParameterError, UserError
+    from auditoryhum.errors import UserError
     from auditoryhum.io.array_cache import open_cache
     from auditoryhum.io.artefacts import write_cluster_ids, write_decision, write_sweep_csv
     from auditoryhum.io.hashing import file_sha256
     from auditoryhum.plots import save_sweep_plot
 
     result = SweepStageResult(algorithm=algorithm, penalty=penalty)
-
-    say_note, say_warning = result.say_note, result.say_warning
-    X, mask = cl.load_input(cluster_npy)
-    n_missing = int(np.count_nonzero(~mask))
-    result.n_no_label = n_missing
-    if n_missing:
-        say_note(cl.missing_note(n_missing, mask.shape[0]))
-    n = cl.n_rows_of(X)
-    what = "rows with a label" if n_missing else "rows"
-    if n < 3:
-        raise UserError(f"{cluster_npy} has {n} row(s){' with a label' if n_missing else ''}; "
-                        f"a k sweep needs at least 3 (k from 2 to rows - 1)")
-    if k_min > n - 1:
-        raise ParameterError("k_min", f"{k_min} is not smaller than the number of {what} ({n}) in {cluster_npy}; "
-                                      f"choose k_min <= {n - 1}")
-    if k_max > n - 1:
-        say_note(f"k_max {k_max} lowered to {n - 1}: {cluster_npy} has {n} {what} and k must stay below that")
-        k_max = n - 1
-    if k_min < 2:
-        raise ParameterError("k_min", f"must be at least 2, got {k_min}")
-    if k_min > k_max:
-        raise MentionError(f"{mention('k_min')} {k_min} is larger than {mention('k_max')} {k_max}; "
-                           f"choose k_min <= k_max (and below the {n} {what})")
-    budget = planned_budget(memory_budget)
-    if sample is not None and sample < n:
-        say_note(f"silhouette on a stratified sample of {sample} rows (seed {recipe.SEED}): approximate")
-    result.k_max = k_max
     cache = open_cache(cache_dir, no_cache)
 
     def bar(iterable):
         if not show_progress:
             return iterable
-        return progress(iterable, desc=f"{algorithm} k sweep", total=k_max - k_min + 1, unit="k")
+        return progress(iterable, desc=f"{algorithm} k sweep", unit="k")
 
-    swept = sw.sweep(algorithm, X, k_min, k_max, sample=sample, memory_budget=budget, progress=bar, cache=cache)
-    for message in swept.notes:
-        say_note(message)
-    for message in swept.warnings:
-        say_warning(message)
-
-    adjusted = sw.adjusted_scores(swept.ks, swept.silhouette, penalty)
-    chosen = sw.choose_k(swept.ks, swept.silhouette, penalty)
-    path = sw.lambda_path(swept.ks, swept.silhouette)
+    table = sweep_rows(cl.read_input(cluster_npy), algorithm, k_min=k_min, k_max=k_max, penalty=penalty,
+                       sample=sample, memory_budget=memory_budget, cache=cache, progress=bar, source=cluster_npy)
+    for message in table.notes:
+        result.say_note(message)
+    for message in table.warnings:
+        result.say_warning(message)
+    result.n_no_label = n_missing = table.n_no_label
+    result.k_max = table.k_max
+    swept, mask = table.result, table.mask
+    adjusted, chosen, path = table.adjusted, table.chosen_k, table.lambda_path
     write_sweep_csv(sweep_csv, [swept.ks, swept.silhouette, adjusted, swept.calinski_harabasz,
                                 swept.davies_bouldin, swept.singletons])
     result.outputs["sweep_csv"] = sweep_csv
@@ -189,9 +160,9 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
     result.outputs["decision_json"] = write_decision(sweep_csv, document)
     result.decision = document
     if chosen is not None and label_csv:
-        labelled = cl.cluster(algorithm, X, n_clusters=chosen, cache=cache)
+        labelled = cl.cluster(algorithm, table.rows, n_clusters=chosen, cache=cache)
         for message in labelled.warnings:
-            say_warning(message)
+            result.say_warning(message)
         write_cluster_ids(label_csv, cl.expand_labels(labelled.labels, mask))
         result.outputs["label_csv"] = label_csv
     if png_plot:
@@ -201,7 +172,7 @@ def _sweep(cluster_npy, sweep_csv, png_plot, label_csv, algorithm, k_min, k_max,
         save_sweep_plot(swept.ks, swept.silhouette, adjusted, chosen, penalty, title, png_plot)
         result.outputs["png_plot"] = png_plot
     for message in cache.notes:
-        say_note(message)
+        result.say_note(message)
 
     result.ks = [int(k) for k in swept.ks]
     result.silhouette = [float(s) for s in swept.silhouette]
