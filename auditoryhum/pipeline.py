@@ -313,6 +313,17 @@ LAYOUT = {
     "report": "report.html",
 }
 
+#: The report's parameter -> the LAYOUT artefact it shows (given when a step of the run writes it).
+REPORT_INPUTS = {
+    "top_label_scores_csv": "scores",
+    "selection_csv": "review_csv",
+    "scores_with_human_csv": "scores_merged",
+    "sweep_csv": "sweep",
+    "cluster_csv": "clusters",
+    "taxonomy_csv": "taxonomy",
+    "tsne_png": "clusters_png",
+}
+
 #: The labellers run accepts: the audio-LLM families of :func:`auditoryhum.stages.label.label`, and ``gemini`` (the API).
 LABELLERS = (*LABEL_FAMILIES, "gemini")
 
@@ -570,21 +581,19 @@ def build_steps(opts: RunOptions) -> List[Step]:
                                             json=at["taxonomy_json"], device=opts.device, batch_size=opts.batch_size),
             summary=lambda r: "; ".join(f"{k}: {v}" for k, v in sorted(r.labels.items())),
         ))
-    report_inputs = {
-        "top_label_scores_csv": at["scores"],
-        "selection_csv": at["review_csv"] if opts.clap_model else None,
-        "scores_with_human_csv": at["scores_merged"] if (opts.annotations and opts.clap_model) else None,
-        "annotations": opts.annotations,
-        "sweep_csv": at["sweep"],
-        "cluster_csv": at["clusters"],
-        "taxonomy_csv": at["taxonomy"] if opts.chat_model else None,
-        "tsne_png": at["clusters_png"],
-    }
+    # The report is given every artefact of REPORT_INPUTS that a step of this run writes, and
+    # nothing else: derived from the steps, so a stage added or made conditional cannot drift
+    # from what the report is told (with annotations and no CLAP model the merged scores exist
+    # and the page shows the kept labels after the annotations).
+    written = {path for step in steps for path in step.outputs.values() if isinstance(path, str)}
+    report_inputs = {param: at[key] if at[key] in written else None for param, key in REPORT_INPUTS.items()}
+    report_inputs["annotations"] = opts.annotations
+    manifest = os.path.join(out, MANIFEST_NAME)
     steps.append(Step(
         "report", "the run report (one self-contained HTML page)",
         inputs={**report_inputs, "decision_json": decision}, outputs={"html": at["report"]},
         options={"title": opts.title},
-        run=lambda: ah.write_report(at["report"], title=opts.title, **report_inputs),
+        run=lambda: ah.write_report(at["report"], title=opts.title, run_manifest=manifest, **report_inputs),
     ))
     return steps
 

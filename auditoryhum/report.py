@@ -70,6 +70,9 @@ class ReportInputs:
     taxonomy_csv: Optional[str] = None
     tsne_png: Optional[str] = None
     run_log: Optional[str] = None
+    #: ``auditoryhum run``'s manifest.json: only named (linked), never read, so the page's bytes
+    #: do not depend on the stages' finish times it records.
+    run_manifest: Optional[str] = None
 
 
 @dataclass
@@ -212,7 +215,9 @@ class ReportData:
         self.problems.setdefault(section, []).append(message)
 
     def shown(self, section: str) -> bool:
-        return getattr(self, {"runs": "run_log"}.get(section, section)) is not None
+        if section == "runs":
+            return self.run_log is not None or bool(self.inputs.run_manifest)
+        return getattr(self, section) is not None
 
 
 # ---------------------------------------------------------------------------------------
@@ -862,6 +867,14 @@ def render_runs(report: ReportData) -> str:
     if log is None:
         if report.inputs.run_log:
             intro = ""
+        elif report.inputs.run_manifest:
+            href = _e(audio_src(report.inputs.run_manifest, os.path.dirname(os.path.abspath(report.page_path))))
+            intro = (
+                f'<p class="source">This run is recorded in its manifest <a href="{href}"><code>'
+                f"{_e(os.path.basename(report.inputs.run_manifest))}</code></a>: each stage of "
+                f"<code>auditoryhum run</code> with its options, the content fingerprints of its inputs and "
+                f"outputs, its finish time and the library versions.</p>"
+            )
         else:
             intro = (
                 f'<p class="missing">Not given: {_flag("--run_log")}. Set the environment variable '

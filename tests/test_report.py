@@ -659,3 +659,47 @@ def test_cluster_table_names_noise_and_clips_without_a_label(tmp_path):
     assert page.text_by_id["fig-no-label"].startswith("2") and page.text_by_id["fig-noise"].startswith("1")
     assert page.text_by_id["fig-n-clusters"].startswith("2")
     assert 'data-cluster="-2"><th scope="row" class="num">no label</th>' in text
+
+
+def test_the_run_report_is_given_every_artefact_the_run_writes(tmp_path):
+    # The bundled example with annotations and no CLAP model: the run writes the merged scores
+    # (kept labels after the annotations), so its report shows them and links the manifest. It
+    # showed "Kept label after: unknown" on every annotated clip, asked for
+    # --scores_with_human_csv and said "Not given: --run_log".
+    from auditoryhum.example import make_example
+    from auditoryhum.io.artefacts import read_scores
+    from auditoryhum.pipeline import LAYOUT, MANIFEST_NAME, RunOptions, build_steps, execute
+
+    example = make_example(str(tmp_path / "example"))
+    out = tmp_path / "run"
+    opts = RunOptions(filedir=os.path.join(os.path.dirname(example.clips[0]), "*"), out_dir=str(out),
+                      text_label_csv=example.label_file, annotations=example.annotations_file,
+                      st_model="sentence-transformers/all-MiniLM-L6-v2").validate()
+    steps = build_steps(opts)
+    report = next(step for step in steps if step.name == "report")
+    assert {role: path for role, path in report.inputs.items() if path} == {
+        "top_label_scores_csv": str(out / LAYOUT["scores"]),
+        "scores_with_human_csv": str(out / LAYOUT["scores_merged"]),
+        "annotations": example.annotations_file,
+        "sweep_csv": str(out / LAYOUT["sweep"]),
+        "cluster_csv": str(out / LAYOUT["clusters"]),
+        "tsne_png": str(out / LAYOUT["clusters_png"]),
+        "decision_json": str(out / "sweep_decision.json"),
+    }
+    # The steps that need no model, then the report (the sweep and clusters stay missing).
+    execute([step for step in steps if step.name in ("labels", "scores", "merge", "scores_merged", "report")],
+            str(out), lambda line: None)
+    page = (out / LAYOUT["report"]).read_text(encoding="utf-8")
+    after = read_scores(str(out / LAYOUT["scores_merged"]))
+    hints = open(example.annotations_file, encoding="utf-8").read().splitlines()
+    annotated = [i + 1 for i, hint in enumerate(hints) if hint.strip()]
+    rows = re.findall(r'<tr data-line="(\d+)"><td class="num">\d+</td><td class="path">[^<]*</td>'
+                      r"<td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", page)
+    assert [int(line) for line, *_ in rows] == annotated
+    assert [kept for *_, kept in rows] == [after[line - 1].label for line in annotated]
+    assert [kept for *_, kept in rows] == [hints[line - 1].split(",")[0].strip() for line in annotated]
+    assert "--scores_with_human_csv" not in page and "--run_log" not in page and ">unknown<" not in page
+    assert f'<a href="{MANIFEST_NAME}"><code>{MANIFEST_NAME}</code></a>' in page
+    glance = re.search(r'<section id="summary".*?</section>', page).group(0)
+    # Only the review selection is not given (no CLAP model: the run selects nothing to review).
+    assert re.findall(r'<p class="missing">([^<]*)</p>', glance) == ["Not given: Worst clips (review selection)."]

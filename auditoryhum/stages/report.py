@@ -33,7 +33,7 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
            selection_csv: Optional[str] = None, scores_with_human_csv: Optional[str] = None,
            annotations: Optional[str] = None, sweep_csv: Optional[str] = None, cluster_csv: Optional[str] = None,
            taxonomy_csv: Optional[str] = None, tsne_png: Optional[str] = None,
-           run_log: Optional[str] = None) -> ReportStageResult:
+           run_log: Optional[str] = None, run_manifest: Optional[str] = None) -> ReportStageResult:
     """Write one self-contained HTML report of a run from the artefacts given.
 
     Every input is optional: the page shows what it is given and says what is missing or
@@ -63,6 +63,10 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
         A t-SNE plot, embedded as drawn.
     run_log : str, optional
         Run log (JSON lines) listing the commands, versions and seeds.
+    run_manifest : str, optional
+        The ``manifest.json`` of the ``auditoryhum run`` that made the artefacts: linked from the
+        page, not read (it records finish times, and the page stays the same bytes for the same
+        inputs).
 
     Returns
     -------
@@ -75,8 +79,8 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
     given = dict(top_label_scores_csv=top_label_scores_csv, selection_csv=selection_csv,
                  scores_with_human_csv=scores_with_human_csv, annotations=annotations, sweep_csv=sweep_csv,
                  cluster_csv=cluster_csv, taxonomy_csv=taxonomy_csv, tsne_png=tsne_png, run_log=run_log)
-    path_args(html=html, **given, optional=given)  # before `if v` and decision_path() use them
-    inputs = {k: v for k, v in given.items() if v}
+    path_args(html=html, run_manifest=run_manifest, **given, optional=(*given, "run_manifest"))
+    inputs = {k: v for k, v in given.items() if v}  # the manifest is only linked: no input of the guard
     if sweep_csv:
         from auditoryhum.io.artefacts import decision_path
 
@@ -85,7 +89,7 @@ def report(html: str, *, title: Optional[str] = None, top_label_scores_csv: Opti
         from auditoryhum.console import warn
         from auditoryhum.report import SECTIONS, ReportInputs, gather, write_report
 
-        data = gather(ReportInputs(**given), html)
+        data = gather(ReportInputs(**given, run_manifest=run_manifest), html)
         result = ReportStageResult()
         for key, _ in SECTIONS:
             for message in data.problems.get(key, []):
