@@ -39,10 +39,12 @@ _STAGES = {
     "score_boost": ("auditoryhum.stages.review", "score_boost"),
     "composite_stats": ("auditoryhum.stages.composite", "composite_stats"),
     "composite_labels": ("auditoryhum.stages.composite", "composite_labels"),
+    "composite_prompt": ("auditoryhum.stages.composite", "composite_prompt"),
     "cluster": ("auditoryhum.stages.cluster", "cluster"),
     "sweep_clusters": ("auditoryhum.stages.sweep", "sweep"),
     "write_report": ("auditoryhum.stages.report", "report"),
     "class_vectors": ("auditoryhum.stages.cvector", "class_vectors"),
+    "summarize_example": ("auditoryhum.stages.example", "summarize_example"),
     # The array-level tier (numpy rows in, numbers out; no files): what the cluster scripts compute.
     "cluster_rows": ("auditoryhum.clustering.rows", "cluster_rows"),
     "sweep_rows": ("auditoryhum.clustering.rows", "sweep_rows"),

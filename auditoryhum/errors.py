@@ -14,8 +14,11 @@ class UserError(Exception):
     """An error caused by the input or the flags, reported as one clear line."""
 
 
-class ParameterError(UserError):
+class ParameterError(UserError, ValueError):
     """A bad value of one named parameter of a library function.
+
+    Also a ``ValueError``, as a bad argument is in Python (scikit-learn's and numpy's refusals
+    are): ``except ValueError`` in a notebook catches it, ``except UserError`` still does.
 
     The library says ``<param> <problem>`` (``batch_size must be at least 1, got 0``); the
     command line shows the same problem under the flag that set the parameter
