@@ -292,9 +292,23 @@ def test_spectral_with_three_rows_or_fewer_is_one_line(tmp_path, n):
         assert not (tmp_path / "l.csv").exists()
 
 
-def test_spectral_with_four_rows_works(tmp_path):
-    result = _stage(tmp_path, "spectral", np.random.default_rng(1).normal(size=(4, 3)), n_clusters=2)
-    assert result.n_clusters == 2 and result.silhouette is not None
+def test_spectral_with_four_rows_is_the_papers_recipe_with_three_neighbours(tmp_path):
+    # The reference written out with scikit-learn: the 2-D embedding (the neighbourhood lowered
+    # from 30 to rows - 1), the seeded k-means on it, the silhouette in the embedding.
+    from sklearn.cluster import KMeans
+    from sklearn.manifold import SpectralEmbedding
+    from sklearn.metrics import silhouette_score
+
+    from auditoryhum.io.artefacts import read_cluster_ids
+
+    X = np.random.default_rng(1).normal(size=(4, 3))
+    result = _stage(tmp_path, "spectral", X, n_clusters=2)
+    embedding = SpectralEmbedding(n_components=2, affinity="nearest_neighbors", n_neighbors=3,
+                                  random_state=100).fit_transform(X)
+    ids = KMeans(n_clusters=2, init="k-means++", max_iter=300, random_state=100).fit_predict(embedding)
+    assert read_cluster_ids(str(tmp_path / "ids.csv")).tolist() == ids.tolist()
+    assert result.n_clusters == 2 and result.silhouette == silhouette_score(embedding, ids)
+    assert "only 4 rows: spectral embedding uses n_neighbors=3 instead of 30" in result.warnings
 
 
 # --- outputs over inputs (issue 13 item 1) ---------------------------------------------

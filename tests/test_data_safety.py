@@ -316,7 +316,17 @@ def test_kill_9_of_a_parallel_resample_kills_its_workers_and_nothing_changes_aft
     time.sleep(1.0)
     after = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in src.iterdir()}
     assert before == after
-    assert any(size == original_size for size, _ in after.values() if True), "every clip already converted"
+    # Every clip is whole: either the untouched original or a complete 16 kHz mono s16 conversion
+    # of its 2 s (no half-written file took its place; a killed write leaves only its .partial
+    # temporary, which the next run removes), and the kill came before the last one.
+    clips = sorted(p for p in src.iterdir() if not p.name.endswith(".partial"))
+    assert [p.name for p in clips] == [f"c{i:02d}.wav" for i in range(40)]
+    untouched = [p.name for p in clips if p.stat().st_size == original_size]
+    for p in clips:
+        if p.name not in untouched:
+            info = sf.info(str(p))
+            assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "PCM_16", 32000), p.name
+    assert untouched, "every clip already converted: use more clips"
 
 
 # --- item 10: a full disk during resample ---------------------------------------------------
