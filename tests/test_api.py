@@ -140,6 +140,7 @@ def clap(tmp_path_factory):
     return str(build_tiny_clap(tmp_path_factory.mktemp("api_clap") / "clap", fused=False))
 
 
+@pytest.mark.slow
 def test_embed_audio_then_score_labels(clips, clap, tmp_path):
     from auditoryhum.models.text_embed import ClapTextEncoder
     from auditoryhum.scoring import cosine_similarities
@@ -175,6 +176,7 @@ def test_embed_audio_then_score_labels(clips, clap, tmp_path):
         ah.embed_audio(f"{clips}/*.wav", clap, tmp_path / "x.npy", kind="mfcc")
 
 
+@pytest.mark.slow
 def test_embed_sentences_match_sentence_transformers(minilm_path, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -195,6 +197,7 @@ def qwen2a(tmp_path_factory):
     return str(tiny_model(tmp_path_factory.mktemp("api_mllm"), "qwen2a", "known"))
 
 
+@pytest.mark.slow
 def test_label_and_embed_tower_with_a_tiny_qwen2_audio(clips, qwen2a, tmp_path):
     from tiny_mllm_models import KNOWN_LABEL
 
@@ -230,6 +233,7 @@ def test_label_checks_batch_size_hints_and_paths_before_any_model_work(clips, tm
     assert clip_prompts(["a.wav", "b.wav", "c.wav"], str(hints)) == [PROMPT, f"{PROMPT} busy street", PROMPT]
 
 
+@pytest.mark.slow
 def test_label_gemini_against_the_fake_service(clips, tmp_path, monkeypatch):
     from fake_gemini_server import FakeGemini
 

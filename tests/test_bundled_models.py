@@ -45,6 +45,7 @@ def mpnet_model(mpnet_folder):
     return SentenceTransformer(mpnet_folder, device="cpu")
 
 
+@pytest.mark.slow
 def test_mpnet_folder_is_verified_and_has_no_stray_files(mpnet_folder):
     assert mpnet_folder == bundled.mpnet_folder()
     bundled.verify_folder(mpnet_folder)
@@ -57,6 +58,7 @@ def test_mpnet_folder_is_verified_and_has_no_stray_files(mpnet_folder):
     assert bundled.default_sentence_model() == mpnet_folder
 
 
+@pytest.mark.slow
 def test_mpnet_embeddings_are_768d_unit_norm_and_order_real_pairs(mpnet_model):
     texts = ["dog barking", "puppy yelping", "traffic noise", "car traffic", "road noise", "birds chirping",
              "piano music", "instrumental music", "wind gusts"]
@@ -75,6 +77,7 @@ def test_mpnet_embeddings_are_768d_unit_norm_and_order_real_pairs(mpnet_model):
     np.testing.assert_allclose(mpnet_model.encode(["dog barking"], convert_to_numpy=True)[0], e["dog barking"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_assembly_is_atomic_idempotent_and_a_corrupt_file_is_caught(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(bundled.MODELS_DIR_ENV, str(tmp_path / "models"))
     status = bundled.mpnet_status()
@@ -325,6 +328,7 @@ def _copy_with_state(src, dst, edit):
     return dst
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_match_the_config_are_an_error(tiny_ast, tmp_path):
     import torch
     from transformers import ASTForAudioClassification
@@ -344,6 +348,7 @@ def test_weights_that_do_not_match_the_config_are_an_error(tiny_ast, tmp_path):
         loader.load_pretrained(ASTForAudioClassification, str(extra), "--ast_model")
 
 
+@pytest.mark.slow
 def test_unreadable_weights_file_is_named_with_its_cause(tiny_ast, tmp_path):
     import shutil
 

@@ -161,6 +161,7 @@ def test_keys_follow_rows_and_parameters(tmp_path):
     assert cache.key("spectral-embedding", rows_digest(X), {"perplexity": 35.0}) != base
 
 
+@pytest.mark.slow
 def test_no_cache_writes_nothing_and_cli_flags(tmp_path, rows_npy):
     path, _ = rows_npy
     cache_dir = tmp_path / "cache"

@@ -113,6 +113,7 @@ def blob_npy(tmp_path):
     return path, X, truth
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["cluster_kmeans.py", "cluster_ag.py", "cluster_spectral.py"])
 def test_cluster_script_end_to_end(tmp_path, blob_npy, script):
     from sklearn.metrics import silhouette_score
@@ -130,6 +131,7 @@ def test_cluster_script_end_to_end(tmp_path, blob_npy, script):
     assert float(printed[0].split()[-1]) == pytest.approx(silhouette_score(space, labels), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_hdbscan_script_reports_noise(tmp_path, blob_npy):
     path, X, truth = blob_npy
     X = np.vstack([X, [[40, 40, 40]]]).astype(np.float32)
@@ -142,6 +144,7 @@ def test_hdbscan_script_reports_noise(tmp_path, blob_npy):
     assert (tmp_path / "h.png").exists()
 
 
+@pytest.mark.slow
 def test_single_label_clustering_writes_outputs_and_says_silhouette_undefined(tmp_path):
     X = np.vstack([np.zeros((8, 2)), np.ones((8, 2)) * 5])
     np.save(tmp_path / "x.npy", X)
@@ -153,6 +156,7 @@ def test_single_label_clustering_writes_outputs_and_says_silhouette_undefined(tm
     assert (tmp_path / "l.csv").read_text() == "0\n" * 16 and (tmp_path / "p.png").exists()
 
 
+@pytest.mark.slow
 def test_k_not_smaller_than_rows_is_one_line_error_and_writes_nothing(tmp_path):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((5, 3)))
     proc = run_script("cluster_ag.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 5,
@@ -161,6 +165,7 @@ def test_k_not_smaller_than_rows_is_one_line_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "l.csv").exists() and not (tmp_path / "p.png").exists()
 
 
+@pytest.mark.slow
 def test_partly_nan_rows_are_one_line_error(tmp_path):
     X = np.random.default_rng(0).standard_normal((10, 3))
     X[2, 1] = np.nan
@@ -172,6 +177,7 @@ def test_partly_nan_rows_are_one_line_error(tmp_path):
     assert not (tmp_path / "l.csv").exists()
 
 
+@pytest.mark.slow
 def test_all_noise_hdbscan_is_one_line_error(tmp_path):
     np.save(tmp_path / "x.npy", (np.arange(6, dtype=float) ** 3)[:, None])
     proc = run_script("cluster_hdbscan.py", "--cluster_npy", tmp_path / "x.npy", "--min_cluster_size", 6,
@@ -180,6 +186,7 @@ def test_all_noise_hdbscan_is_one_line_error(tmp_path):
     assert not (tmp_path / "l.csv").exists()
 
 
+@pytest.mark.slow
 def test_too_few_rows_is_one_line_error(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 3)))
     proc = run_script("cluster_kmeans.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 1,
@@ -221,6 +228,7 @@ def test_nan_rows_are_left_out_with_the_no_label_id(tmp_path, algorithm):
     assert notes == ["4 of 105 rows are NaN (clips without a label): left out of clustering and the silhouette, cluster id -2"]
 
 
+@pytest.mark.slow
 def test_nan_rows_script_prints_the_published_lines(tmp_path):
     X, _ = blobs(n_per=12)
     X[[3, 30]] = np.nan
@@ -235,6 +243,7 @@ def test_nan_rows_script_prints_the_published_lines(tmp_path):
     assert len(ids) == 36 and ids[3] == ids[30] == "-2"
 
 
+@pytest.mark.slow
 def test_all_rows_nan_is_one_line_error(tmp_path):
     np.save(tmp_path / "x.npy", np.full((5, 3), np.nan))
     proc = run_script("cluster_ag.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
@@ -255,6 +264,7 @@ def test_overflowing_rows_are_refused_by_every_algorithm(tmp_path, algorithm):
         assert big.labels == clustering.agglomerative(X.astype(np.float64), 3).labels.tolist()
 
 
+@pytest.mark.slow
 def test_overflow_script_is_one_line(tmp_path):
     X, _ = blobs(n_per=12)
     np.save(tmp_path / "x.npy", (X * np.float32(1e30)).astype(np.float32))
@@ -271,6 +281,7 @@ def test_identical_rows_say_so_and_give_no_silhouette(tmp_path, algorithm):
     assert len((tmp_path / "ids.csv").read_text().splitlines()) == 40
 
 
+@pytest.mark.slow
 def test_identical_rows_script_prints_nan(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((40, 3)))
     proc = run_script("cluster_spectral.py", "--cluster_npy", tmp_path / "x.npy", "--n_clusters", 2,
@@ -280,6 +291,7 @@ def test_identical_rows_script_prints_nan(tmp_path):
     assert proc.stderr.count("rows are identical") == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 3])
 def test_spectral_with_three_rows_or_fewer_is_one_line(tmp_path, n):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(n, 4)))
@@ -314,6 +326,7 @@ def test_spectral_with_four_rows_is_the_papers_recipe_with_three_neighbours(tmp_
 # --- outputs over inputs (issue 13 item 1) ---------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clash", ["label_csv=cluster_npy", "png_plot=cluster_npy", "label_csv=png_plot"])
 def test_cluster_outputs_never_overwrite_the_input(tmp_path, clash):
     X, _ = blobs(n_per=6)
@@ -355,6 +368,7 @@ def test_spec_ag_is_sklearn_spectral_embedding_then_ward(tmp_path):
         assert result.silhouette == silhouette_score(emb, ref), k
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _spec_ag_registered(), reason="cluster-spec-ag is registered in auditoryhum/cli/__init__.py")
 def test_spec_ag_script_end_to_end(tmp_path, blob_npy):
     from sklearn.cluster import AgglomerativeClustering

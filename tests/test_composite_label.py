@@ -367,6 +367,7 @@ def test_qwen2_5_omni_thinker_text_only(tmp_path_factory, tmp_path):
 # errors
 
 
+@pytest.mark.slow
 def test_mismatched_lengths_are_one_line_and_write_nothing(tmp_path):
     ids, scores = write_inputs(tmp_path)
     ids.write_text(ids.read_text() + "0\n")
@@ -377,6 +378,7 @@ def test_mismatched_lengths_are_one_line_and_write_nothing(tmp_path):
     assert not out.exists() and not journal_of(out).exists() and not out.with_suffix(".json").exists()
 
 
+@pytest.mark.slow
 def test_missing_model_folder_and_bad_flags_are_one_line(tmp_path):
     ids, scores = write_inputs(tmp_path)
     out = tmp_path / "taxonomy.csv"
@@ -513,6 +515,7 @@ def test_gemini_wrong_key_stops_at_once_and_noise_only_needs_no_request(fake, tm
     assert read_csv_rows(noise_out)[1:] == [["-1", "noise", "2", "dog barking (1), wind noise (1)"]]
 
 
+@pytest.mark.slow
 def test_help_imports_no_heavy_library():
     code = ("import sys; from auditoryhum.cli import build_parser, _BY_SCRIPT; "
             f"print(build_parser(_BY_SCRIPT[{SCRIPT!r}]).format_help()); "

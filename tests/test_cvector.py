@@ -108,6 +108,7 @@ def test_labels_path():
 # the stage
 
 
+@pytest.mark.slow
 def test_class_vectors_equal_direct_clap_cosines_with_and_without_clap_npy(clap, clips, tmp_path):
     from auditoryhum.stages.cvector import CvectorResult, class_vectors
 
@@ -143,6 +144,7 @@ def test_class_vectors_equal_direct_clap_cosines_with_and_without_clap_npy(clap,
     assert (tmp_path / "cv2_labels.txt").read_text(encoding="utf-8") == "Birds chirping\nwind noise\n"
 
 
+@pytest.mark.slow
 def test_nan_audio_row_gives_a_nan_row_and_the_rest_unchanged(clap, clips, tmp_path, capsys):
     from auditoryhum.stages.cvector import class_vectors
 
@@ -161,6 +163,7 @@ def test_nan_audio_row_gives_a_nan_row_and_the_rest_unchanged(clap, clips, tmp_p
     assert "1 clip has no audio embedding (NaN row in --clap_npy" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", ["short", "renamed", "all_empty", "clap_rows", "clap_dim", "overwrite"])
 def test_bad_inputs_stop_with_one_precise_message(problem, clap, clips, tmp_path):
     from auditoryhum.errors import UserError
@@ -216,6 +219,7 @@ def _run_command(argv):
     return features_cvector.run(parser.parse_args([str(a) for a in argv]), "features-cvector")
 
 
+@pytest.mark.slow
 def test_command_flags_and_summary_line(clap, clips, tmp_path, capsys):
     paths = _paths(clips)
     scores = tmp_path / "scores.csv"
@@ -229,6 +233,7 @@ def test_command_flags_and_summary_line(clap, clips, tmp_path, capsys):
     assert np.load(out).shape == (4, 2)
 
 
+@pytest.mark.slow
 def test_command_bad_batch_size_names_the_flag(clap, clips, tmp_path):
     from auditoryhum.errors import UserError
 
@@ -239,6 +244,7 @@ def test_command_bad_batch_size_names_the_flag(clap, clips, tmp_path):
                       "--cvector_npy", tmp_path / "cv.npy", "--batch_size", 0, "--no_cache"])
 
 
+@pytest.mark.slow
 def test_top_level_script_once_registered(clap, clips, tmp_path):
     from auditoryhum import cli
 

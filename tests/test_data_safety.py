@@ -200,6 +200,7 @@ def _start_holder(tmp_path, out):
     return proc
 
 
+@pytest.mark.slow
 def test_second_process_is_refused_at_once_then_dead_holder_is_taken_over(tmp_path, capsys):
     out = tmp_path / "labels.csv"
     proc = _start_holder(tmp_path, out)
@@ -236,6 +237,7 @@ def test_locks_are_released_after_an_exception(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_partly_taken_locks_are_released_when_a_later_one_is_busy(tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     proc = _start_holder(tmp_path, b)
@@ -278,6 +280,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_of_a_parallel_resample_kills_its_workers_and_nothing_changes_after(tmp_path):
     import numpy as np
@@ -331,6 +334,7 @@ def test_kill_9_of_a_parallel_resample_kills_its_workers_and_nothing_changes_aft
 
 # --- item 10: a full disk during resample ---------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_resample_onto_a_full_disk_fails_each_file_cleanly_and_prints_the_summary(tmp_path, jobs):
     """RLIMIT_FSIZE makes every write past 8 KB fail (EFBIG) as a full disk (ENOSPC) would."""
@@ -368,6 +372,7 @@ def test_resample_onto_a_full_disk_fails_each_file_cleanly_and_prints_the_summar
 
 # --- item 5 / 10 / 12: text embeddings of missing labels, wrong models, non-finite output ----
 
+@pytest.mark.slow
 def test_empty_kept_labels_get_nan_rows_not_the_embedding_of_the_empty_string(minilm_path, capsys):
     import numpy as np
 
@@ -387,6 +392,7 @@ def test_empty_kept_labels_get_nan_rows_not_the_embedding_of_the_empty_string(mi
     assert only_empty.shape == (2, 384) and np.isnan(only_empty).all()
 
 
+@pytest.mark.slow
 def test_a_clap_folder_is_refused_as_sentence_model(tmp_path):
     from tiny_embed_models import build_tiny_clap
 
@@ -405,6 +411,7 @@ def test_a_clap_folder_is_refused_as_sentence_model(tmp_path):
         f"--st_model {str(folder)!r} is a 'clap' model folder (no modules.json), not a sentence-transformers model")
 
 
+@pytest.mark.slow
 def test_non_finite_clap_text_embeddings_are_one_line_naming_the_model(tmp_path):
     import torch
     from tiny_embed_models import build_tiny_clap

@@ -4,9 +4,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow
 def test_cli_reference_is_generated_from_the_current_parsers():
     proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tools'); import gen_cli_docs; "
                            "sys.stdout.write(gen_cli_docs.cli_reference())"], cwd=REPO, capture_output=True, text=True,
@@ -23,6 +26,7 @@ def _tracked_text_files():
     return [REPO / f for f in out if f.endswith((".py", ".sh", ".md", ".toml", ".txt", ".html", ".js", ".css"))]
 
 
+@pytest.mark.slow
 def test_nothing_refers_to_a_file_outside_the_repository():
     offenders = []
     for path in _tracked_text_files():

@@ -298,6 +298,7 @@ def test_existing_files_are_never_replaced(zenodo, tmp_path):
     assert wav_files(tmp_path) == sorted(wavs)
 
 
+@pytest.mark.slow
 def test_bash_syntax():
     for script in ("tau2019.sh", "tau2021.sh"):
         assert subprocess.run(["bash", "-n", str(REPO / script)]).returncode == 0

@@ -115,6 +115,7 @@ def _reference_text_rows(model_dir, texts):
 # features_ast.py
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_features_ast_rows_are_the_classifier_layernorm_output_and_a_corrupt_clip_is_reported(models, clips_with_corrupt, tmp_path):
     import librosa
@@ -154,6 +155,7 @@ def test_features_ast_rows_are_the_classifier_layernorm_output_and_a_corrupt_cli
     np.testing.assert_allclose(rows[good].mean(axis=1), 0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_features_ast_wrong_and_missing_model_folder_give_one_line(models, clips, tmp_path):
     proc = run_script("features_ast.py", "--filedir", f"{clips}/*.wav", "--ast_model", models["clap_fused"], "--ast_npy", tmp_path / "x.npy")
     assert_one_line_error(proc, "--ast_model", "'clap'", "AST")
@@ -166,6 +168,7 @@ def test_features_ast_wrong_and_missing_model_folder_give_one_line(models, clips
 # features_clap.py
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["clap_fused", "clap_unfused"])
 def test_features_clap_matches_the_published_recipe(variant, models, clips, clips_with_corrupt, fused_run, tmp_path):
     from auditoryhum.io.audio import load_audio
@@ -197,6 +200,7 @@ def test_features_clap_matches_the_published_recipe(variant, models, clips, clip
     np.testing.assert_allclose(rows, reference, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_clap_embeddings_do_not_depend_on_batch_size_or_run(models, clips, fused_run, tmp_path):
     from auditoryhum.io.audio import expand_glob
     from auditoryhum.models.audio_embed import ClapAudioEmbedder, embed_clips
@@ -240,6 +244,7 @@ def test_clap_randomness_that_is_fixed_is_real(models, clips):
     assert not np.allclose(flagged, unflagged, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_features_clap_wrong_model_folder_gives_one_line(clips, tmp_path):
     proc = run_script("features_clap.py", "--filedir", f"{clips}/*.wav", "--clap_model", clips, "--clap_npy", tmp_path / "y.npy")
     assert_one_line_error(proc, "--clap_model", "config.json")
@@ -266,6 +271,7 @@ def _clap_args(folder, model, out, batch_size):
             "--batch_size", batch_size, "--device", "cpu"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_features_clap_resumes_after_a_kill_with_another_batch_size(models, many_clips, tmp_path):
     """SIGKILL a run once its journal holds finished clips; the rerun (another batch size) skips
@@ -358,6 +364,7 @@ def test_a_clip_swapped_for_one_of_the_same_size_and_mtime_is_redone(models, cli
     assert np.array_equal(again.rows[swap], first.rows[other])
 
 
+@pytest.mark.slow
 def test_journal_of_another_model_is_not_reused(models, clips_with_corrupt, tmp_path, capsys):
     from auditoryhum.io.checkpoint import journal_path
 
@@ -397,6 +404,7 @@ def _clean(line):
     return split_candidates(line)
 
 
+@pytest.mark.slow
 def test_features_clap_text_scores_and_output(models, clips, fused_run, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(LABELS) + "\n", encoding="utf-8")
@@ -468,6 +476,7 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "auditoryhum"
 
 
+@pytest.mark.slow
 def test_features_clap_text_misaligned_inputs_stop_with_one_line(models, clips, fused_run, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("\n".join(LABELS[:4]) + "\n", encoding="utf-8")
@@ -493,6 +502,7 @@ def test_features_clap_text_misaligned_inputs_stop_with_one_line(models, clips, 
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
 def test_clap_text_encoder_batches_like_single_texts(models):
     from auditoryhum.models.text_embed import ClapTextEncoder
 
@@ -623,6 +633,7 @@ def test_text_cache_problems_are_warnings(tmp_path, capsys):
     assert "cannot write the text-embedding cache" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_model_identity_changes_with_the_weights(models, tmp_path):
     from auditoryhum.errors import UserError
     from auditoryhum.models.text_embed import clap_model_identity

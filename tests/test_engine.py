@@ -210,6 +210,7 @@ def test_file_digest_reads_content_in_chunks(tmp_path):
     assert file_digest(str(tmp_path / "missing.wav")) is None
 
 
+@pytest.mark.slow
 def test_engine_import_is_light():
     import subprocess
     import sys

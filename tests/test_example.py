@@ -4,6 +4,7 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from auditoryhum.example import make_example
@@ -32,6 +33,7 @@ def test_example_is_deterministic_and_complete(tmp_path):
     assert open(a.label_file).read() == open(b.label_file).read()
 
 
+@pytest.mark.slow
 def test_readme_main_job(tmp_path):
     """`bash run_example.sh` (the README's first command) on a fresh output folder."""
     out = tmp_path / "example"

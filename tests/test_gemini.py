@@ -206,6 +206,7 @@ def test_timeouts_are_retried_and_bounded(fake, clips, tmp_path):
     assert per_clip == [2, 2, 1, 1]
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_byte_identical_output(fake, clips, tmp_path):
     reference = tmp_path / "reference.csv"
     assert label(fake, clips, reference).returncode == 0
@@ -323,6 +324,7 @@ def test_many_failures_in_a_row_stop_the_run(fake, clips, tmp_path):
 # the pieces
 
 
+@pytest.mark.slow
 def test_help_does_not_import_the_sdk():
     code = ("import sys; from auditoryhum.cli import build_parser, _BY_SCRIPT; "
             f"build_parser(_BY_SCRIPT[{SCRIPT!r}]).format_help(); print('google.genai' in sys.modules)")

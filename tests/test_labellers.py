@@ -95,6 +95,7 @@ def test_script_writes_post_processed_known_labels(tmp_path, tone_dir, tiny_base
     assert not (tmp_path / ".labels.csv.journal").exists()  # a finished run leaves no journal
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family,model_type", [("qwen2_5o", "qwen2_5_omni"), ("qwen3o", "qwen3_omni_moe")])
 def test_full_omni_checkpoint_folder_is_accepted(tmp_path, tone_dir, tiny_base, family, model_type):
     """The published Omni checkpoints hold the thinker inside a composite model (config
@@ -104,6 +105,7 @@ def test_full_omni_checkpoint_folder_is_accepted(tmp_path, tone_dir, tiny_base, 
     assert report.labels == [KNOWN_LABEL] * 4 and not report.failures
 
 
+@pytest.mark.slow
 def test_front_end_windows(tiny_base):
     """How much of a clip each family's front end reads, from the loaded processor."""
     from auditoryhum.models.families import get_family
@@ -149,6 +151,7 @@ def test_batch_size_does_not_change_labels(tmp_path, tiny_base, family):
     assert all("\n" not in label for label in one)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5o", "qwen3o"])
 def test_trimmed_audio_padding_gives_the_published_inputs_and_labels(tmp_path, tiny_base, family):
     """The Omni thinkers read only the real frames; padding to the batch's longest clip instead of
@@ -290,6 +293,7 @@ def test_two_models_on_one_output_killed_then_rerun_never_mix(tmp_path, tiny_bas
     assert out.read_bytes() == known_bytes
 
 
+@pytest.mark.slow
 def test_journal_of_another_run_is_not_reused(tmp_path, tone_dir, tiny_base, capsys):
     from auditoryhum.io.checkpoint import Journal
 
@@ -311,6 +315,7 @@ def test_journal_of_another_run_is_not_reused(tmp_path, tone_dir, tiny_base, cap
 END_OF_TURN = {"qwen2a": "<|im_end|>", "qwen2_5o": "<|im_end|>", "qwen3o": "<|im_end|>", "gemma3n": "<end_of_turn>"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILY_KEYS)
 def test_annotation_is_appended_to_the_prompt_the_model_sees(tiny_base, family):
     """The input ids given to generate() decode to a prompt holding '<prompt> <hint>', the
@@ -363,6 +368,7 @@ def test_annotations_file_changes_only_annotated_clips(tmp_path, tiny_base):
     assert a[1] != b[1]
 
 
+@pytest.mark.slow
 def test_annotations_longer_than_clips_is_one_line_error(tmp_path, tone_dir, tiny_base):
     hints = tmp_path / "annotations.csv"
     hints.write_text("a\nb\nc\nd\ne\n")
@@ -435,23 +441,27 @@ def test_corrupt_clip_mid_run_then_rerun_retries_it(tmp_path, tone_dir, tiny_bas
     assert not (tmp_path / ".labels.csv.journal").exists()
 
 
+@pytest.mark.slow
 def test_missing_model_folder_is_one_line_error(tmp_path, tone_dir):
     proc, out = _label(tmp_path, "qwen2a", tmp_path / "no_such_model", tone_dir)
     assert_one_line_error(proc, "--qwen2a_model", "no such model folder")
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_folder_without_config_is_one_line_error(tmp_path, tone_dir):
     (tmp_path / "empty").mkdir()
     proc, _ = _label(tmp_path, "qwen2a", tmp_path / "empty", tone_dir)
     assert_one_line_error(proc, "--qwen2a_model", "config.json")
 
 
+@pytest.mark.slow
 def test_model_of_another_family_is_one_line_error(tmp_path, tone_dir, tiny_base):
     proc, _ = _label(tmp_path, "gemma3n", tiny_model(tiny_base, "qwen2a", "known"), tone_dir)
     assert_one_line_error(proc, "--gemma3n_model", "qwen2_audio", "Gemma-3n")
 
 
+@pytest.mark.slow
 def test_empty_glob_is_one_line_error(tmp_path):
     proc, _ = _label(tmp_path, "qwen2a", tmp_path, tmp_path / "none")
     assert_one_line_error(proc, "no files match")
@@ -500,6 +510,7 @@ def test_split_windows():
     assert [p.tolist() for p in split_windows(np.arange(8), 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
+@pytest.mark.slow
 def test_help_imports_no_heavy_library():
     code = (
         "import sys, runpy; sys.argv=['label_gemma3n.py','--help']\n"

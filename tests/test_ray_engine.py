@@ -90,6 +90,7 @@ def _label(model, folder, out, family="qwen2a", **engine):
                          resolve_precision("cpu"), batch_size=2, **engine)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_ast_rows_ray_equal_local(ray_cluster, ast_model, clips, tmp_path, capsys):
     local, _ = _embed(ast_model, clips, tmp_path / "local.npy")
@@ -101,6 +102,7 @@ def test_ast_rows_ray_equal_local(ray_cluster, ast_model, clips, tmp_path, capsy
     assert err.count("note: Ray: 2 actor(s), each 1 CPU and 0 GPU") == 1
 
 
+@pytest.mark.slow
 def test_labels_ray_equal_local_and_resume_across_engines(ray_cluster, qwen2a_model, clips, tmp_path):
     local = _label(qwen2a_model, clips, tmp_path / "local.csv")
     remote = _label(qwen2a_model, clips, tmp_path / "ray.csv", engine="ray", actors=2)
@@ -128,6 +130,7 @@ def three_clips(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5o", "qwen3o", "gemma3n"])
 def test_labels_of_the_other_families_ray_equal_local(ray_cluster, tiny_base, three_clips, tmp_path, family):
     from tiny_mllm_models import tiny_model
@@ -143,6 +146,7 @@ def test_labels_of_the_other_families_ray_equal_local(ray_cluster, tiny_base, th
     assert (tmp_path / ".local.csv.journal").exists() and (tmp_path / ".ray.csv.journal").exists()
 
 
+@pytest.mark.slow
 def test_gemma3n_tower_rows_ray_equal_local(ray_cluster, tiny_base, three_clips, tmp_path):
     from tiny_mllm_models import tiny_model
 
@@ -172,6 +176,7 @@ def _actor_pids():
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_an_actor_killed_mid_run_is_replaced_and_the_output_is_identical(ray_cluster, ast_model, many_clips, tmp_path):
     from auditoryhum.models.audio_embed import ASTEmbedder, run_clip_embeddings
@@ -212,6 +217,7 @@ run_clip_embeddings(ASTEmbedder, model, "--ast_model", "cpu", paths, out, 1, eng
 """
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_driver_killed_then_rerun_under_either_engine_is_identical(ray_cluster, ast_model, many_clips, tmp_path):
     paths = _paths(many_clips)
@@ -254,6 +260,7 @@ def test_missing_ray_is_one_line(monkeypatch):
     assert str(info.value) == 'the Ray engine needs Ray: pip install "auditoryhum[ray]"'
 
 
+@pytest.mark.slow
 def test_unreachable_address_is_one_line_naming_it():
     code = ("from auditoryhum.engine.ray_executor import RayExecutor\n"
             "from auditoryhum.errors import UserError\n"
@@ -270,6 +277,7 @@ def test_unreachable_address_is_one_line_naming_it():
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_address_probe_accepts_a_real_ray_head(ray_cluster):
     """Issue 23 item 9: the probe that refuses a non-Ray listener in seconds lets Ray's GCS through."""
     from auditoryhum.engine.ray_executor import _probe
@@ -277,6 +285,7 @@ def test_the_address_probe_accepts_a_real_ray_head(ray_cluster):
     _probe(ray, ray_cluster)  # raises UserError if the GCS did not answer like gRPC
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_read_the_clips_is_one_line(ray_cluster, ast_model, tmp_path):
     from auditoryhum.engine.ray_executor import RayExecutor
     from auditoryhum.errors import UserError
@@ -285,6 +294,7 @@ def test_a_worker_that_cannot_read_the_clips_is_one_line(ray_cluster, ast_model,
         RayExecutor()._check_worker_can_read(ray, str(tmp_path / "missing.wav"))
 
 
+@pytest.mark.slow
 def test_more_gpus_than_the_cluster_has_is_one_line(ray_cluster):
     from auditoryhum.engine.ray_executor import RayExecutor
     from auditoryhum.errors import UserError
@@ -304,6 +314,7 @@ def clap_model(tmp_path_factory):
     return str(build_tiny_clap(tmp_path_factory.mktemp("ray_clap") / "clap", fused=False))
 
 
+@pytest.mark.slow
 def test_scripts_take_engine_ray_and_write_the_local_bytes(ray_cluster, clap_model, qwen2a_model, clips, tmp_path):
     """The command line end to end: features_clap.py and features_qwen2a.py with --engine ray joining
     the module's cluster, against the same commands on the local engine."""
@@ -321,6 +332,7 @@ def test_scripts_take_engine_ray_and_write_the_local_bytes(ray_cluster, clap_mod
         assert "Ray: 2 actor(s)" in remote.stderr and "Traceback" not in remote.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_engine_option_is_one_line_under_its_flag(tmp_path, clips, clap_model):
     from conftest import assert_one_line_error, run_script
 
@@ -375,6 +387,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_a_killed_driver_takes_its_own_ray_instance_with_it(ast_model, many_clips, tmp_path):
     """A driver that started its own local Ray instance (``ray_address=None``) and is killed
@@ -442,6 +455,7 @@ def _generated_batches(n, batch_size):
                for i in range(start, min(n, start + batch_size))]
 
 
+@pytest.mark.slow
 def test_pending_tasks_are_whole_engine_batches_in_bounded_blocks(ray_cluster):
     from auditoryhum.engine.ray_executor import CHUNK_ROWS, MAX_BLOCKS, _PendingTasks
 
@@ -467,6 +481,7 @@ def test_pending_tasks_are_whole_engine_batches_in_bounded_blocks(ray_cluster):
     assert pickle.loads(block.column("payload").to_pylist()[-1])[0] == "/clips/0003000.wav"
 
 
+@pytest.mark.slow
 def test_blocks_are_cut_at_batch_boundaries_whatever_the_batch_sizes(ray_cluster):
     from collections import Counter
 
@@ -488,6 +503,7 @@ def test_blocks_are_cut_at_batch_boundaries_whatever_the_batch_sizes(ray_cluster
     assert covered == list(range(300))
 
 
+@pytest.mark.slow
 def test_the_driver_holds_a_chunk_not_the_stream(ray_cluster):
     """Packing the pending tasks for the object store keeps the driver's Python heap flat: the
     tasks of 20,000 items cost the driver no more than those of 2,000 (a held list would be

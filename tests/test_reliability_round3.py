@@ -51,6 +51,7 @@ def error_line(err: str) -> str:
 
 # --- item 1: an output folder that reaches the clips through a link -----------------------------
 
+@pytest.mark.slow
 def test_output_dir_reaching_the_clips_through_a_symlinked_parent_is_refused(tmp_path, capsys):
     """util_resample.py --filedir 'alias/clips_16k/*.wav' --output_dir run/clips_16k, alias -> run."""
     original = hifi_clip(tmp_path / "run" / "clips_16k" / "a.wav")
@@ -135,6 +136,7 @@ def _run_args(argv):
     return build_parser(next(c for c in COMMANDS if c.name == "run")).parse_args([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_run_resample_with_an_aliased_filedir_is_refused_in_runs_own_terms(tmp_path, capsys):
     """auditoryhum run --resample with --filedir 'alias/clips_16k/*.wav', alias -> the run folder."""
     original = hifi_clip(tmp_path / "run" / "clips_16k" / "a.wav")
@@ -151,6 +153,7 @@ def test_run_resample_with_an_aliased_filedir_is_refused_in_runs_own_terms(tmp_p
     assert (tmp_path / "run" / "clips_16k" / "a.wav").read_bytes() == original
 
 
+@pytest.mark.slow
 def test_run_folder_inside_the_clips_folder_names_runs_flags_not_output_dir(tmp_path, capsys):
     """Item 15: a ** glob over a clips folder holding the run folder; the second run matches its own copies."""
     hifi_clip(tmp_path / "clips" / "a.wav")
@@ -192,6 +195,7 @@ def _append_after_read(monkeypatch, change):
     monkeypatch.setattr(rs, "read_audio", read_then_change)
 
 
+@pytest.mark.slow
 def test_a_clip_that_grows_after_it_was_read_is_left_whole_and_reported(tmp_path, monkeypatch, capsys):
     clip = tmp_path / "clips" / "growing.wav"
     hifi_clip(clip)
@@ -302,6 +306,7 @@ def test_a_flag_given_at_its_default_value_overrides_the_config(tmp_path, main_s
     assert (opts.tsne, opts.engine, opts.actors, opts.device, opts.resample) == ("sklearn", "local", 1, "auto", False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("line, message", [
     ('resample = "no"', 'resample must be true or false (a TOML boolean, without quotes), got the string "no"'),
     ('verbose = "false"', 'verbose must be true or false (a TOML boolean, without quotes), got the string "false"'),
@@ -650,6 +655,7 @@ def _ray_or_skip():
     pytest.importorskip("ray", reason="the Ray engine is optional (auditoryhum[ray])")
 
 
+@pytest.mark.slow
 def test_a_ray_address_where_an_http_server_listens_fails_in_seconds(tmp_path):
     import http.server
     import threading
@@ -676,6 +682,7 @@ def test_a_ray_address_where_an_http_server_listens_fails_in_seconds(tmp_path):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_ray_address_where_a_listener_never_answers_fails_after_the_probe_timeout():
     import socket
     import time
@@ -697,6 +704,7 @@ def test_a_ray_address_where_a_listener_never_answers_fails_after_the_probe_time
         silent.close()
 
 
+@pytest.mark.slow
 def test_more_local_actors_than_cores_is_refused_before_ray_starts(capsys):
     _ray_or_skip()
     import ray
@@ -814,6 +822,7 @@ def test_label_gemini_at_an_unreachable_host_stops_in_seconds_with_one_line(tmp_
     assert not out.exists() and GEMINI_KEY not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_run_folder_that_is_a_link_to_the_label_files_folder_is_refused_naming_out_dir(tmp_path, capsys):
     """The run's copy of the labels would be the user's label file itself (out_dir -> its folder)."""
     write_tone(tmp_path / "clips" / "a.wav")

@@ -421,6 +421,7 @@ def test_every_url_in_a_full_report_is_data_or_relative(tmp_path, monkeypatch):
 # --- the command -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_command_end_to_end_with_a_missing_artefact(tmp_path):
     scores = _scores_file(tmp_path / "s.csv", SCORES)
     proc = run_script(
@@ -436,12 +437,14 @@ def test_report_command_end_to_end_with_a_missing_artefact(tmp_path):
     assert not [p for p in (tmp_path / "r").iterdir() if p.name not in ("report.html", ".report.html.lock")]
 
 
+@pytest.mark.slow
 def test_report_command_unwritable_output_is_one_line(tmp_path):
     (tmp_path / "out.html").mkdir()
     proc = run_script("report.py", "--html", "out.html", cwd=tmp_path, env=NO_LOG)
     assert_one_line_error(proc, "out.html")
 
 
+@pytest.mark.slow
 def test_report_help_imports_nothing_heavy():
     code = "import sys; sys.argv=['report.py','--help']\nfrom auditoryhum.cli import main_script\ntry:\n    main_script('report.py')\nexcept SystemExit:\n    pass\nprint(sorted(m for m in ('numpy','matplotlib','torch','sklearn') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -482,6 +485,7 @@ def _git_head():
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+@pytest.mark.slow
 def test_a_command_appends_a_correct_line(tmp_path):
     (tmp_path / "labels.csv").write_text("a b\nc d\n")
     (tmp_path / "ann.csv").write_text("\nhuman pair\n")
@@ -517,6 +521,7 @@ def test_a_command_appends_a_correct_line(tmp_path):
     assert json.loads(lines[1])["argv"][-1] == "--quiet"
 
 
+@pytest.mark.slow
 def test_api_key_scrubbed_and_failing_command_logged(tmp_path):
     log = tmp_path / "run_log.jsonl"
     proc = run_script(
@@ -532,6 +537,7 @@ def test_api_key_scrubbed_and_failing_command_logged(tmp_path):
     assert "--api_key '***'" in entry["shell"]
 
 
+@pytest.mark.slow
 def test_an_unwritable_log_never_breaks_the_command(tmp_path):
     (tmp_path / "labels.csv").write_text("a b\n")
     (tmp_path / "ann.csv").write_text("x y\n")
@@ -570,6 +576,7 @@ def test_recorded_logs_exceptions_and_system_exit(tmp_path, monkeypatch):
     assert len(run_log.read_run_log(str(log)).entries) == 3
 
 
+@pytest.mark.slow
 def test_parallel_appends_never_interleave(tmp_path):
     log = tmp_path / "log.jsonl"
     code = (
@@ -595,6 +602,7 @@ def test_read_run_log_skips_broken_lines(tmp_path):
     assert len(parsed.entries) == 2 and parsed.bad_lines == [2, 4]
 
 
+@pytest.mark.slow
 def test_report_lists_the_logged_commands_with_versions(tmp_path):
     (tmp_path / "labels.csv").write_text("a b\nc d\n")
     (tmp_path / "ann.csv").write_text("\nhuman pair\n")
@@ -639,6 +647,7 @@ def test_git_commit_read_from_the_git_folder(tmp_path):
     assert run_log.git_commit(tmp_path / "not a repo") is None
 
 
+@pytest.mark.slow
 def test_report_html_never_overwrites_an_input(tmp_path):
     ks = np.arange(2, 6)
     table = _sweep_table(tmp_path / "sweep.csv", ks, [0.3, 0.5, 0.4, 0.2], 0.001)

@@ -109,6 +109,7 @@ def of(steps, script):
     return [s for s in steps if s.script == script]
 
 
+@pytest.mark.slow
 def test_bash_syntax_and_usage(tmp_path):
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     assert os.access(SCRIPT, os.X_OK)
@@ -122,6 +123,7 @@ def test_env_dry_run_equals_flag(listing, tmp_path):
     assert proc.returncode == 0 and proc.stdout == listing
 
 
+@pytest.mark.slow
 def test_labellers_merges_scores_and_boosts_cover_the_grid(steps):
     labels = {(s.flags["--filedir"], s.script): s for s in steps if s.script and s.script.startswith("label_")}
     assert set(labels) == {(f"{ds}/*.wav", script) for ds in DATASETS for script, _, _ in LABELLERS.values()}
@@ -157,6 +159,7 @@ def test_labellers_merges_scores_and_boosts_cover_the_grid(steps):
     assert clap == {(f"{ds}/*.wav", f"{ds}_clap.npy", "human-clap-wsce-mse-mae") for ds in DATASETS}
 
 
+@pytest.mark.slow
 def test_clusterings_composites_and_sweeps(steps):
     st = {(s.flags["--label_csv"], s.flags["--st_npy"], Path(s.flags["--st_model"]).name) for s in of(steps, "features_st.py")}
     assert st == {(f"{ds}_qwen2_5o_labels_scores.csv", f"{ds}_st.npy", "all-mpnet-base-v2") for ds in DATASETS}
@@ -244,6 +247,7 @@ def test_provided_labels_mode_copies_instead_of_labelling(tmp_path):
     assert copies == {("cp", f"supplementary/{ds}_{stem}_labels.csv", f"{ds}_{stem}_labels.csv") for ds in DATASETS for stem in LABELLERS}
 
 
+@pytest.mark.slow
 def test_real_run_executes_exactly_the_listed_commands(listing, tmp_path):
     """With python3 and hf replaced by stubs that log their arguments, the run performs the listing."""
     log = tmp_path / "log"

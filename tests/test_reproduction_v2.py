@@ -181,6 +181,7 @@ def steps(listing):
     return [Step(line) for line in listing.splitlines() if line and not line.startswith("#")]
 
 
+@pytest.mark.slow
 def test_bash_syntax_and_usage(tmp_path):
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     assert os.access(SCRIPT, os.X_OK)
@@ -292,6 +293,7 @@ def test_provided_labels_mode_copies_labels_and_captions(tmp_path):
     assert copies == expected
 
 
+@pytest.mark.slow
 def test_real_run_executes_exactly_the_listed_commands(listing, tmp_path):
     """With python3 and hf replaced by stubs that log their arguments, the run performs the listing."""
     log = tmp_path / "log"

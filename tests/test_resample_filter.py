@@ -177,6 +177,7 @@ def test_resampler_choice_is_validated_and_the_cli_offers_it():
     assert tuple(action.choices) == RESAMPLERS and action.default == DEFAULT_RESAMPLER
 
 
+@pytest.mark.slow
 def test_clip_too_short_for_ffmpeg_fails_untouched_and_soxr_converts_it(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -229,6 +230,7 @@ def ffmpeg_recipe(source: Path, destination: Path) -> None:
                     "-ac", "1", "-sample_fmt", "s16", str(destination)], check=True)
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_util_resample_matches_real_ffmpeg(tmp_path):
     """Default util_resample.py against the recipe's ffmpeg command, clip by clip.
@@ -263,6 +265,7 @@ def test_util_resample_matches_real_ffmpeg(tmp_path):
             assert np.abs(ours - ref).max() <= 1 and np.mean(ours != ref) < 0.01, name
 
 
+@pytest.mark.slow
 @needs_ffmpeg
 def test_soxr_is_the_steeper_filter_not_ffmpegs(tmp_path):
     """The documented trade-off: on broadband noise soxr's output is far from ffmpeg's, ours is not."""

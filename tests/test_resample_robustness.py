@@ -64,6 +64,7 @@ FORMATS = {
 }
 
 
+@pytest.mark.slow
 def test_every_input_format_converts_to_16k_mono_s16(tmp_path):
     src = tmp_path / "in"
     for name, (fmt, subtype, channels, sr) in FORMATS.items():
@@ -83,6 +84,7 @@ def test_every_input_format_converts_to_16k_mono_s16(tmp_path):
         assert abs(20 * np.log10(rms / (0.5 / np.sqrt(2)))) < (0.5 if lossy or subtype == "PCM_U8" else 0.05), (name, rms)
 
 
+@pytest.mark.slow
 def test_lossless_output_matches_direct_soxr_of_the_channel_mean(tmp_path):
     """For a stereo 44.1 kHz clip with different channels: mean of the channels, soxr HQ, s16 rounding."""
     import soxr
@@ -101,6 +103,7 @@ def test_lossless_output_matches_direct_soxr_of_the_channel_mean(tmp_path):
     np.testing.assert_array_equal(ours, expected.astype(np.int16))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits,subtype", [("u8", "PCM_U8"), ("s16", "PCM_16"), ("s32", "PCM_32"), ("flt", "FLOAT"), ("dbl", "DOUBLE")])
 def test_each_bits_value_and_upmix_to_two_channels(tmp_path, bits, subtype):
     tone_file(tmp_path / "in" / "a.wav", 48000, 1, "PCM_24")
@@ -115,6 +118,7 @@ def test_each_bits_value_and_upmix_to_two_channels(tmp_path, bits, subtype):
     assert abs(freq - TONE_HZ) <= 2.0 and abs(rms - 0.5 / np.sqrt(2)) < 0.01
 
 
+@pytest.mark.slow
 def test_output_dir_leaves_originals_byte_identical_and_mirrors_folders(tmp_path):
     src = tmp_path / "in"
     tone_file(src / "a.wav", 44100, 2, "PCM_16")
@@ -133,6 +137,7 @@ def test_output_dir_leaves_originals_byte_identical_and_mirrors_folders(tmp_path
     assert "3 files into" in proc.stdout and "2 converted, 1 already 16000 Hz / 1 ch / s16, 0 failed" in proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_files_are_named_left_untouched_and_the_rest_converted(tmp_path):
     src = tmp_path / "in"
     tone_file(src / "a_good.wav", 44100, 2, "PCM_16")
@@ -172,6 +177,7 @@ def test_bad_files_are_named_left_untouched_and_the_rest_converted(tmp_path):
     assert state(six.parent) == six_before
 
 
+@pytest.mark.slow
 def test_a_failure_naming_a_parameter_shows_its_flag_on_the_cli_and_its_name_in_the_api(tmp_path):
     from auditoryhum.resample import Target, convert_file
 
@@ -189,6 +195,7 @@ def test_a_failure_naming_a_parameter_shows_its_flag_on_the_cli_and_its_name_in_
     assert flac.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_files_already_in_the_target_format_are_not_rewritten(tmp_path):
     src = tmp_path / "in"
     tone_file(src / "a.wav", 16000, 1, "PCM_16")
@@ -210,6 +217,7 @@ def test_files_already_in_the_target_format_are_not_rewritten(tmp_path):
     assert "0 converted, 3 already" in again.stdout
 
 
+@pytest.mark.slow
 def test_killed_in_place_run_leaves_each_clip_whole_and_a_rerun_finishes(tmp_path):
     """SIGKILL while a temporary file is being written; every clip is the original or complete."""
     from auditoryhum.resample import Target, convert_file
@@ -274,6 +282,7 @@ def test_killed_in_place_run_leaves_each_clip_whole_and_a_rerun_finishes(tmp_pat
     assert partials(src) == []  # temporary files of the killed run removed
 
 
+@pytest.mark.slow
 def test_in_place_keeps_a_read_only_mode_and_converts_a_links_target(tmp_path):
     """Issue 13: a 0444 clip stays 0444; a symbolic link stays a link and its target is converted."""
     src = tmp_path / "clips"
@@ -292,6 +301,7 @@ def test_in_place_keeps_a_read_only_mode_and_converts_a_links_target(tmp_path):
     assert partials(src) == [] and partials(real.parent) == []
 
 
+@pytest.mark.slow
 def test_failure_lines_name_the_file_and_cause_not_internals(tmp_path):
     """Issue 13: an unreadable clip fails as 'Permission denied', not 'System error.'."""
     if os.geteuid() == 0:

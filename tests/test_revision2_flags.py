@@ -95,6 +95,7 @@ def clap(tmp_path_factory):
     return str(build_tiny_clap(tmp_path_factory.mktemp("rev2_clap") / "clap", fused=False))
 
 
+@pytest.mark.slow
 def test_score_labels_with_tiny_clap_scores_the_candidates_the_options_make(clips, clap, tmp_path):
     from auditoryhum.models.text_embed import ClapTextEncoder
     from auditoryhum.scoring import cosine_similarities
@@ -152,6 +153,7 @@ def test_features_clap_text_flags_reach_the_run_log(clips, tmp_path, monkeypatch
     assert all(e["exit_code"] == 1 for e in entries)
 
 
+@pytest.mark.slow
 def test_bad_flag_values_are_one_line_errors(clips, tmp_path):
     common = ["--filedir", f"{clips}/*.wav", "--clap_model", tmp_path, "--clap_npy", tmp_path / "x.npy",
               "--text_label_csv", tmp_path / "l.csv", "--top_label_scores_csv", tmp_path / "s.csv"]
@@ -191,6 +193,7 @@ def _seen_prompts(family_key, folder, fam, prompts, postprocess):
     return labels, processor.tokenizer.batch_decode(seen[0], skip_special_tokens=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5o", "gemma3n", "qwen2a", "qwen3o"])
 def test_caption_conversation_has_no_system_turn_and_the_caption_prompt(tiny_base, family):
     from auditoryhum.models.families import get_family
@@ -212,6 +215,7 @@ def test_caption_conversation_has_no_system_turn_and_the_caption_prompt(tiny_bas
     assert labels == [KNOWN_LABEL, KNOWN_LABEL] and all(fam.system_prompt in t for t in texts)
 
 
+@pytest.mark.slow
 def test_caption_task_end_to_end_and_the_resume_key(clips, tiny_base, tmp_path, monkeypatch):
     """label() with task caption on the Qwen2.5-Omni thinker: one caption line per clip; the
     worker renders no system turn; the resume key holds the task and the system prompt and
@@ -281,6 +285,7 @@ def test_label_script_caption_task_and_run_log(clips, tiny_base, tmp_path):
     assert entry["settings"] == {"label (gemma3n)": {"task": "caption", "prompt": CAPTION_PROMPT, "system_prompt": ""}}
 
 
+@pytest.mark.slow
 def test_gemini_caption_task_and_system_prompt(clips, tmp_path):
     from fake_gemini_server import GENERATE, FakeGemini
 
@@ -360,6 +365,7 @@ def test_composite_label_script_free_prompt_and_flag_errors(chat_model, tmp_path
     assert_one_line_error(run_script("composite_label.py", "--model", chat_model), "--label_csv is required")
 
 
+@pytest.mark.slow
 def test_cluster_naming_with_the_neutral_preset(chat_model, tmp_path):
     from test_composite_label import KNOWN_LABEL, write_inputs
 

@@ -221,6 +221,7 @@ def test_cli_bad_flags_are_one_line_errors(tmp_path, args, fragments):
     assert_one_line_error(select(tmp_path, *args), *fragments)
 
 
+@pytest.mark.slow
 def test_cli_missing_and_bad_inputs(tmp_path):
     proc = run_script("util_select_review.py", "--top_label_scores_csv", tmp_path / "none.csv", "--text_label_csv", tmp_path / "l.csv", "--html", tmp_path / "r.html")
     assert_one_line_error(proc, "scores file not found", "none.csv")
@@ -238,6 +239,7 @@ def test_cli_warns_about_missing_audio_and_index_mismatch(tmp_path):
     assert "1 of 1 selected clips' audio files are not found from the current folder (first: clips/000.wav)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_and_help_import_no_heavy_library(tmp_path):
     make_run(tmp_path, [0.3, 0.1, 0.2], audio=True)
     code = (
@@ -256,6 +258,7 @@ def test_run_and_help_import_no_heavy_library(tmp_path):
     assert proc.returncode == 0 and "ceil(N x FRACTION)" in proc.stdout and "always selected" in proc.stdout
 
 
+@pytest.mark.slow
 def test_auditoryhum_select_review_subcommand(tmp_path):
     make_run(tmp_path, [0.3, 0.1, 0.2])
     proc = subprocess.run(

@@ -118,6 +118,7 @@ def test_distinct_route_steps_aside_where_it_would_differ():
         assert sil.silhouette_score(X, split, working_memory_mib=8) == sk_score(X, split)
 
 
+@pytest.mark.slow
 def test_a_ward_clustering_at_a_new_k_on_a_warm_cache_imports_no_sklearn(tmp_path):
     # scikit-learn's import alone costs seconds; a new k on a known input needs nothing from it.
     import subprocess

@@ -15,6 +15,7 @@ from conftest import REPO, assert_one_line_error, run_script, write_tone
 # --- features_mfcc.py --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mfcc_equals_librosa_computed_directly(tmp_path):
     import librosa
 
@@ -32,6 +33,7 @@ def test_mfcc_equals_librosa_computed_directly(tmp_path):
         np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mfcc_bad_clips_get_nan_rows_and_nonzero_exit(tmp_path):
     clips = tmp_path / "clips"
     write_tone(clips / "a.wav")
@@ -48,6 +50,7 @@ def test_mfcc_bad_clips_get_nan_rows_and_nonzero_exit(tmp_path):
     assert np.isfinite(rows[[0, 3]]).all() and np.isnan(rows[[1, 2]]).all()
 
 
+@pytest.mark.slow
 def test_empty_glob_is_one_line_error(tmp_path):
     proc = run_script("features_mfcc.py", "--filedir", tmp_path / "*.wav", "--mfcc_npy", tmp_path / "m.npy")
     assert_one_line_error(proc, "no files match --filedir")
@@ -62,6 +65,7 @@ def write_scores_file(path, labels, scores=None):
     path.write_text("".join(f"{i + 1}, clips/{i:03d}.wav, {lab}, {s}\n" for i, (lab, s) in enumerate(zip(labels, scores))))
 
 
+@pytest.mark.slow
 def test_features_st_real_model(tmp_path, minilm_path):
     from sentence_transformers import SentenceTransformer
 
@@ -80,6 +84,7 @@ def test_features_st_real_model(tmp_path, minilm_path):
     assert np.linalg.norm(rows[0] - rows[2]) < np.linalg.norm(rows[0] - rows[1])
 
 
+@pytest.mark.slow
 def test_features_st_missing_model_folder(tmp_path):
     scores = tmp_path / "scores.csv"
     write_scores_file(scores, ["a b"])
@@ -91,6 +96,7 @@ def test_features_st_missing_model_folder(tmp_path):
 # --- composite_label_stats.py ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_composite_label_stats_exact_output(tmp_path):
     labels = ["dog bark", "car horn", "dog bark", "wind noise", "car horn", "car horn", "dog bark"]
     ids = [1, 0, 1, 0, 1, 0, 0]
@@ -116,6 +122,7 @@ def test_composite_label_stats_exact_output(tmp_path):
     assert proc.stdout == expected
 
 
+@pytest.mark.slow
 def test_composite_label_stats_length_mismatch(tmp_path):
     scores = tmp_path / "scores.csv"
     write_scores_file(scores, ["a b", "c d", "e f"])
@@ -128,6 +135,7 @@ def test_composite_label_stats_length_mismatch(tmp_path):
 # --- util_merge_csv.py and util_score_boost.py ------------------------------------------
 
 
+@pytest.mark.slow
 def test_merge_exact(tmp_path):
     (tmp_path / "mllm.csv").write_text("car traffic, road noise\nwind noise\nbirds chirping\nmusic playing\n")
     (tmp_path / "human.csv").write_text("\ngusty wind, outdoor wind\n  \n")
@@ -138,6 +146,7 @@ def test_merge_exact(tmp_path):
     assert "1 of 4 lines taken from the human annotations" in proc.stdout
 
 
+@pytest.mark.slow
 def test_merge_longer_annotations_is_error(tmp_path):
     (tmp_path / "mllm.csv").write_text("a b\n")
     (tmp_path / "human.csv").write_text("c d\ne f\n")
@@ -146,6 +155,7 @@ def test_merge_longer_annotations_is_error(tmp_path):
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.slow
 def test_merge_non_utf8_is_error(tmp_path):
     (tmp_path / "mllm.csv").write_text("a b\n")
     (tmp_path / "human.csv").write_bytes("caf\xe9\n".encode("latin-1"))
@@ -153,6 +163,7 @@ def test_merge_non_utf8_is_error(tmp_path):
     assert_one_line_error(proc, "human.csv is not UTF-8 text (byte 0xe9 on line 1)")
 
 
+@pytest.mark.slow
 def test_score_boost_exact(tmp_path):
     write_scores_file(tmp_path / "s1.csv", ["a b", "c d", "e f", "g h"], [0.1, 0.2, 0.3, 0.4])
     write_scores_file(tmp_path / "s2.csv", ["a b", "x y", "e f", "z w"], [0.1, 0.5, 0.3, 0.8])
@@ -165,6 +176,7 @@ def test_score_boost_exact(tmp_path):
     assert len(lines) == 3
 
 
+@pytest.mark.slow
 def test_score_boost_skips_nan_rows_in_both_means(tmp_path):
     write_scores_file(tmp_path / "s1.csv", ["a b", "c d", "e f"], [float("nan"), 0.2, 0.4])
     write_scores_file(tmp_path / "s2.csv", ["a b", "c d", "e f"], [0.9, 0.3, 0.6])
@@ -175,6 +187,7 @@ def test_score_boost_skips_nan_rows_in_both_means(tmp_path):
     assert "1 annotated rows have a nan score" in proc.stderr
 
 
+@pytest.mark.slow
 def test_score_boost_mismatched_scores(tmp_path):
     write_scores_file(tmp_path / "s1.csv", ["a b", "c d"])
     write_scores_file(tmp_path / "s2.csv", ["a b"])
@@ -183,6 +196,7 @@ def test_score_boost_mismatched_scores(tmp_path):
     assert_one_line_error(proc, "s2.csv has 1 lines but scores file", "s1.csv has 2")
 
 
+@pytest.mark.slow
 def test_score_boost_refuses_scores_files_about_different_clips(tmp_path):
     # Issue 13 item 7: equal lengths are not enough; where both files name a clip, the clips must agree.
     s1, s2, ann = tmp_path / "s1.csv", tmp_path / "s2.csv", tmp_path / "ann.csv"
@@ -234,6 +248,7 @@ def _heavy_after(code):
     return proc
 
 
+@pytest.mark.slow
 def test_help_is_fast_and_imports_no_heavy_library():
     proc = _heavy_after(
         "import sys, runpy; sys.argv=['cluster_ag.py','--help']\n"
@@ -243,6 +258,7 @@ def test_help_is_fast_and_imports_no_heavy_library():
     assert "--n_clusters" in proc.stdout
 
 
+@pytest.mark.slow
 def test_every_help_and_the_package_import_load_no_numpy_or_model_library():
     from auditoryhum.cli import COMMANDS
 
@@ -268,6 +284,7 @@ def test_every_help_and_the_package_import_load_no_numpy_or_model_library():
     assert "HEAVY []" in proc.stdout, proc.stdout[-2000:] + proc.stderr
 
 
+@pytest.mark.slow
 def test_auditoryhum_command_runs_subcommand(tmp_path):
     (tmp_path / "a.csv").write_text("x y\n")
     (tmp_path / "b.csv").write_text("\n")
@@ -299,6 +316,7 @@ def _scores(path, n=3):
     return path
 
 
+@pytest.mark.slow
 def test_merge_refuses_csv3_equal_to_csv1(tmp_path):
     (tmp_path / "m.csv").write_text("car horn\nrain\n")
     (tmp_path / "h.csv").write_text("birds\n")
@@ -307,6 +325,7 @@ def test_merge_refuses_csv3_equal_to_csv1(tmp_path):
     _refused_keeping_inputs(proc, before, "--csv3 is the same file as input", "csv1")
 
 
+@pytest.mark.slow
 def test_label_refuses_text_label_csv_equal_to_annotations(tone_dir, tmp_path):
     hints = tmp_path / "hints.csv"
     hints.write_text("busy street\n")
@@ -316,6 +335,7 @@ def test_label_refuses_text_label_csv_equal_to_annotations(tone_dir, tmp_path):
     _refused_keeping_inputs(proc, before, "--text_label_csv is the same file as input", "annotations")
 
 
+@pytest.mark.slow
 def test_features_mfcc_refuses_an_output_that_is_a_clip(tone_dir):
     clip = sorted(Path(tone_dir).glob("*.wav"))[0]
     before = _snapshot(clip)
@@ -323,6 +343,7 @@ def test_features_mfcc_refuses_an_output_that_is_a_clip(tone_dir):
     _refused_keeping_inputs(proc, before, "--mfcc_npy is the same file as input", str(clip))
 
 
+@pytest.mark.slow
 def test_features_clap_text_refuses_scores_over_its_label_file(tone_dir, tmp_path):
     n = len(list(Path(tone_dir).glob("*.wav")))
     labels = tmp_path / "labels.csv"
@@ -338,6 +359,7 @@ def test_features_clap_text_refuses_scores_over_its_label_file(tone_dir, tmp_pat
     _refused_keeping_inputs(proc, before, "--top_label_scores_csv is the same file as input", "clap_npy")
 
 
+@pytest.mark.slow
 def test_select_review_refuses_outputs_over_inputs_or_each_other(tmp_path):
     scores = _scores(tmp_path / "s.csv")
     labels = tmp_path / "l.csv"
@@ -353,6 +375,7 @@ def test_select_review_refuses_outputs_over_inputs_or_each_other(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_features_st_refuses_st_npy_equal_to_label_csv(tmp_path):
     scores = _scores(tmp_path / "s.csv")
     before = _snapshot(scores)
@@ -360,6 +383,7 @@ def test_features_st_refuses_st_npy_equal_to_label_csv(tmp_path):
     _refused_keeping_inputs(proc, before, "--st_npy is the same file as input", "label_csv")
 
 
+@pytest.mark.slow
 def test_composite_refuses_taxonomy_over_its_inputs(tmp_path):
     scores = _scores(tmp_path / "s.csv")
     ids = tmp_path / "ids.csv"
@@ -377,6 +401,7 @@ def test_composite_refuses_taxonomy_over_its_inputs(tmp_path):
 # --- a parameter's error is shown under its flag, one way -------------------------------------
 
 
+@pytest.mark.slow
 def test_parameter_errors_name_the_flag_that_set_them(tone_dir, tmp_path):
     # dest "model" is set by --qwen2a_model: the flag comes from the parser, not from the name
     proc = run_script("label_qwen2a.py", "--filedir", f"{tone_dir}/*.wav", "--qwen2a_model", tmp_path / "no_model",

@@ -256,6 +256,7 @@ def test_the_command_and_the_stage_sweep_the_papers_range_by_default():
     assert (defaults["k_min"].default, defaults["k_max"].default, defaults["penalty"].default) == (2, 840, 0.001)
 
 
+@pytest.mark.slow
 def test_cluster_sweep_writes_table_plot_and_the_single_k_labels(tmp_path):
     X = embeddings(70, 25, dim=6, seed=7)
     npy = tmp_path / "emb.npy"
@@ -293,6 +294,7 @@ def test_cluster_sweep_writes_table_plot_and_the_single_k_labels(tmp_path):
     assert len(np.unique(read_cluster_ids(str(labels)))) == chosen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm, script", [("kmeans", "cluster_kmeans.py"), ("spectral", "cluster_spectral.py")])
 def test_cluster_sweep_refit_algorithms_match_their_single_k_scripts(tmp_path, algorithm, script):
     X = embeddings(45, 20, dim=5, seed=11)
@@ -317,6 +319,7 @@ def test_cluster_sweep_refit_algorithms_match_their_single_k_scripts(tmp_path, a
     assert labels.read_bytes() == single.read_bytes()
 
 
+@pytest.mark.slow
 def test_cluster_sweep_identical_rows_write_nan_and_refuse_labels(tmp_path):
     npy = tmp_path / "same.npy"
     np.save(npy, np.full((6, 3), 0.5, dtype=np.float32))
@@ -328,6 +331,7 @@ def test_cluster_sweep_identical_rows_write_nan_and_refuse_labels(tmp_path):
     assert not (tmp_path / "l.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "rows, flags, fragments",
     [
@@ -347,6 +351,7 @@ def test_cluster_sweep_bad_flags_are_one_line_errors(tmp_path, rows, flags, frag
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
 def test_cluster_sweep_nan_rows_and_missing_file(tmp_path):
     X = embeddings(20, 10, dim=3)
     X[4, 1] = np.nan
@@ -395,6 +400,7 @@ def test_sweep_records_its_decision_beside_the_table(tmp_path):
 # spectral + Ward (issue 11 item 5)
 
 
+@pytest.mark.slow
 def test_spec_ag_sweep_is_one_ward_tree_on_the_spectral_embedding(tmp_path):
     from sklearn.manifold import SpectralEmbedding
 
@@ -419,6 +425,7 @@ def test_spec_ag_sweep_is_one_ward_tree_on_the_spectral_embedding(tmp_path):
 # rows without a label and degenerate input (issue 13 items 5, 9, 10)
 
 
+@pytest.mark.slow
 def test_sweep_leaves_nan_rows_out_and_labels_them_minus_two(tmp_path):
     X = embeddings(80, 30, dim=6, seed=4)
     X_nan = X.copy().astype(np.float32)
@@ -438,6 +445,7 @@ def test_sweep_leaves_nan_rows_out_and_labels_them_minus_two(tmp_path):
     np.testing.assert_array_equal(ids[kept], sklearn_ward(X[kept], chosen))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["kmeans", "spectral", "spec_ag"])
 def test_identical_rows_choose_no_k_with_every_algorithm(tmp_path, algorithm):
     np.save(tmp_path / "same.npy", np.full((12, 3), 0.5, dtype=np.float32))
@@ -449,6 +457,7 @@ def test_identical_rows_choose_no_k_with_every_algorithm(tmp_path, algorithm):
     assert np.all(np.isnan(read_sweep_csv(str(tmp_path / "s.csv"))["silhouette"]))
 
 
+@pytest.mark.slow
 def test_overflowing_rows_are_refused_by_the_sweep(tmp_path):
     np.save(tmp_path / "x.npy", embeddings(30, 10, dim=4) * np.float32(1e30))
     for algorithm in ("ag", "spectral"):
@@ -458,6 +467,7 @@ def test_overflowing_rows_are_refused_by_the_sweep(tmp_path):
         assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
 def test_spectral_sweep_of_three_rows_and_small_samples_are_one_line(tmp_path):
     np.save(tmp_path / "x3.npy", embeddings(3, 3, dim=4))
     for algorithm in ("spectral", "spec_ag"):
@@ -472,6 +482,7 @@ def test_spectral_sweep_of_three_rows_and_small_samples_are_one_line(tmp_path):
     assert not (tmp_path / "s.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clash", ["sweep_csv", "label_csv", "png_plot"])
 def test_sweep_outputs_never_overwrite_the_input(tmp_path, clash):
     npy = tmp_path / "x.npy"

@@ -79,6 +79,7 @@ def test_rows_equal_the_tower_run_directly(tmp_path, tiny_base, family):
     assert not (tmp_path / f".{family}.npy.journal").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2a", "gemma3n"])
 def test_batch_size_does_not_change_rows(tmp_path, tiny_base, family):
     from auditoryhum.io.audio import expand_glob
@@ -94,6 +95,7 @@ def test_batch_size_does_not_change_rows(tmp_path, tiny_base, family):
     assert one.rows.shape == (5, 32)
 
 
+@pytest.mark.slow
 def test_corrupt_clip_gets_nan_row_then_rerun_resumes(tmp_path, tiny_base, capsys):
     from auditoryhum.io.audio import expand_glob
     from auditoryhum.models.device import resolve_precision
@@ -132,6 +134,7 @@ def test_corrupt_clip_script_exit_code(tmp_path, tiny_base):
     assert rows.shape == (5, 32) and np.all(np.isnan(rows[1])) and np.isfinite(rows[0]).all()
 
 
+@pytest.mark.slow
 def test_missing_or_wrong_model_is_one_line_error(tmp_path, tiny_base):
     clips = _clips(tmp_path / "clips")
     proc = run_script("features_qwen2a.py", "--filedir", clips / "*.wav", "--qwen2a_model", tmp_path / "nope",
