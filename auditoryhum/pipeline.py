@@ -356,6 +356,14 @@ class RunOptions:
     cpus_per_actor: Optional[float] = None
     verbose: bool = False
     title: str = "AuditoryHuM run"
+    #: label through OpenAI-compatible server(s) (vLLM; URLs, comma-separated) serving labeller_model (docs/vllm.md)
+    server: Optional[str] = None
+    #: name the clusters through server(s) serving chat_model
+    chat_server: Optional[str] = None
+    #: requests in flight per server stage (default auditoryhum.defaults.SERVER_CONCURRENCY)
+    concurrency: Optional[int] = None
+    #: the labeller's answers constrained to this regular expression or preset (word_pairs); server only
+    format_regex: Optional[str] = None
 
     def validate(self) -> "RunOptions":
         from auditoryhum import validation
@@ -371,6 +379,14 @@ class RunOptions:
             validation.one_of(self.labeller, LABELLERS, "labeller")
             if not self.labeller_model:
                 raise ParameterError("labeller_model", f"is required with labeller {self.labeller}")
+        if self.server is not None and self.labeller in (None, "gemini"):
+            raise ParameterError("server", "serves an audio-LLM labeller: give labeller qwen2a, qwen2_5o, qwen3o or "
+                                           "gemma3n with it (or leave it out)")
+        if self.format_regex is not None and self.server is None:
+            raise ParameterError("format_regex", "applies only to labelling through a server; give server too")
+        if self.chat_server is not None and self.chat_model is None:
+            raise ParameterError("chat_server", "needs chat_model (the name the server serves the namer under)")
+        self.concurrency = validation.optional_positive_int(self.concurrency, "concurrency")
         self.n_clusters = validation.optional_positive_int(self.n_clusters, "n_clusters")
         self.batch_size = validation.optional_positive_int(self.batch_size, "batch_size")
         validation.one_of(self.tsne, TSNE_METHODS, "tsne")
@@ -446,6 +462,17 @@ def build_steps(opts: RunOptions) -> List[Step]:
             inputs={"filedir": clips}, outputs={"text_label_csv": at["labels"]},
             options={"labeller": "gemini", "model": opts.labeller_model},
             run=lambda: ah.label_gemini(clips, opts.labeller_model, at["labels"]),
+        ))
+    elif opts.labeller is not None and opts.server is not None:
+        # The weights live on the server: the manifest knows the served name, the format and the
+        # route (the URLs only route requests to the same model).
+        steps.append(Step(
+            "label", f"label the clips with {opts.labeller} ({opts.labeller_model}) on {opts.server}",
+            inputs={"filedir": clips}, outputs={"text_label_csv": at["labels"]},
+            options={"labeller": opts.labeller, "model": opts.labeller_model, "route": "server",
+                     "format_regex": opts.format_regex},
+            run=lambda: ah.label(clips, opts.labeller_model, at["labels"], family=opts.labeller, server=opts.server,
+                                 concurrency=opts.concurrency, format_regex=opts.format_regex),
         ))
     elif opts.labeller is not None:
         steps.append(Step(
@@ -571,7 +598,18 @@ def build_steps(opts: RunOptions) -> List[Step]:
         outputs={"composite_stats": at["composite_stats"]}, options={},
         run=lambda: _printed_to(at["composite_stats"], ah.composite_stats(at["clusters"], kept)),
     ))
-    if opts.chat_model is not None:
+    if opts.chat_model is not None and opts.chat_server is not None:
+        steps.append(Step(
+            "taxonomy", f"name every cluster with {opts.chat_model} on {opts.chat_server}",
+            inputs={"label_csv": at["clusters"], "top_label_scores_csv": kept},
+            outputs={"taxonomy_csv": at["taxonomy"], "json": at["taxonomy_json"]},
+            options={"model": opts.chat_model, "route": "server"},
+            run=lambda: ah.composite_labels(at["clusters"], kept, at["taxonomy"], model=opts.chat_model,
+                                            json=at["taxonomy_json"], server=opts.chat_server,
+                                            concurrency=opts.concurrency),
+            summary=lambda r: "; ".join(f"{k}: {v}" for k, v in sorted(r.labels.items())),
+        ))
+    elif opts.chat_model is not None:
         steps.append(Step(
             "taxonomy", f"name every cluster with {opts.chat_model}",
             inputs={"label_csv": at["clusters"], "top_label_scores_csv": kept},

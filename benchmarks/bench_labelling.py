@@ -112,9 +112,11 @@ def measure(family_key: str, source: str, precision, clips, batch_size: int, rep
     return result
 
 
-def measure_server(family_key: str, url: str, served_model: str, clips, concurrency: int, repeats: int = 2) -> dict:
+def measure_server(family_key: str, url: str, served_model: str, clips, concurrency: int, repeats: int = 2,
+                   trim: bool = True) -> dict:
     """Clips/s of the server route: every clip one request through the toolkit's client, at most
-    ``concurrency`` in flight, best of ``repeats``; the post-processed labels."""
+    ``concurrency`` in flight, best of ``repeats``; the post-processed labels. ``trim=False``:
+    Qwen Omni clips without the per-request feature trimming (the server pads to 300 s)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from auditoryhum.models.labeller import user_prompt
@@ -124,7 +126,7 @@ def measure_server(family_key: str, url: str, served_model: str, clips, concurre
     family = get_family(family_key)
     settings = server_settings(url, served_model, concurrency=concurrency)
     ServerClient(settings).check()
-    step = ServerLabelSpec(family_key, settings, family.system_prompt).build()
+    step = ServerLabelSpec(family_key, settings, family.system_prompt, trim_features=trim).build()
     prepared = [step.prepare_audio(f"clip{k}", user_prompt(), clip) for k, clip in enumerate(clips)]
 
     def one(item):
@@ -206,9 +208,19 @@ def main() -> None:
             sys.path.insert(0, str(REPO / "tests"))
             from vllm_process import VLLMServer
 
+            from auditoryhum.models.families import get_family
+
+            omni = get_family(key).reads_real_frames_only
             # One server at a time, stopped before the next family's (a 2-core machine holds one).
-            with VLLMServer(source, Path(folder) / f"vllm-{key}.log") as server:
+            # The Omni families' requests trim the clip's features (mm_processor_kwargs), which
+            # vLLM takes only with --trust-request-mm-kwargs; without, it pads every clip to 300 s.
+            with VLLMServer(source, Path(folder) / f"vllm-{key}.log", 4096 if omni else 2048,
+                            extra=["--trust-request-mm-kwargs"] if omni else []) as server:
                 result = measure_server(key, server.url, source, clips, args.concurrency, args.repeats)
+                if omni:
+                    untrimmed = measure_server(key, server.url, source, clips, args.concurrency, args.repeats, trim=False)
+                    result["untrimmed_clips_per_s"] = untrimmed["server_clips_per_s"]
+                    result["untrimmed_identical"] = untrimmed["server_labels"] == result["server_labels"]
                 result["startup_s"] = server.startup_s
             return result
 
@@ -232,7 +244,9 @@ def main() -> None:
                 print(f"{r['family']:14} {r['batched_clips_per_s']:16.2f} {s['server_clips_per_s']:14.2f} "
                       f"{s['server_clips_per_s'] / r['batched_clips_per_s']:6.2f}x  "
                       f"{'yes' if s['server_labels'] == r['batched_labels'] else 'NO':16}  "
-                      f"{s.get('startup_s', float('nan')):.0f}")
+                      f"{s.get('startup_s', float('nan')):.0f}"
+                      + (f"  (without trimmed features: {s['untrimmed_clips_per_s']:.2f} clip/s, labels "
+                         f"{'identical' if s['untrimmed_identical'] else 'DIFFERENT'})" if "untrimmed_clips_per_s" in s else ""))
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB on Linux
     print(f"\nprocess peak RSS {peak_rss:.2f} GiB")
 

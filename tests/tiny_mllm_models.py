@@ -369,7 +369,7 @@ GEMMA3N_CHAT_TEMPLATE = (
 GEMMA3N_MM_VOCAB = 8  # tokens in each of the vision and audio soft-token ranges (128 in the real model)
 
 
-def _gemma_tokenizer():
+def _gemma_tokenizer(vllm: bool = False):
     """A ``GemmaTokenizer`` (byte-fallback BPE on "▁"-joined text) with Gemma-3n's fixed layout:
     specials, the 256 byte tokens and the BPE pieces first (the text vocabulary), then the
     vision soft-token range (``<end_of_image>`` at its start, ``<image_soft_token>`` next), then
@@ -391,6 +391,12 @@ def _gemma_tokenizer():
     for piece, _ in sorted(state["vocab"].items(), key=lambda kv: kv[1]):
         vocab.setdefault(piece, len(vocab))
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    if vllm:
+        # vLLM's Gemma-3n input processing looks up "\n", "\n\n", "\n\n\n" and "\n\n\n\n" as
+        # single tokens (the real tokenizer has them): pieces with the merges that produce them.
+        for piece in ("\n", "\n\n", "\n\n\n", "\n\n\n\n"):
+            vocab.setdefault(piece, len(vocab))
+        merges += [("\n", "\n"), ("\n\n", "\n"), ("\n\n", "\n\n")]
     text_vocab = len(vocab)
     vision = ["<end_of_image>", "<image_soft_token>"] + [f"<vision_soft_{k}>" for k in range(2, GEMMA3N_MM_VOCAB)]
     audio = ["<end_of_audio>", "<audio_soft_token>"] + [f"<audio_soft_{k}>" for k in range(2, GEMMA3N_MM_VOCAB)]
@@ -406,17 +412,20 @@ def _gemma_tokenizer():
     return tokenizer, text_vocab
 
 
-def build_gemma3n(folder, seed: int = 0) -> Dict[str, Path]:
+def build_gemma3n(folder, seed: int = 0, vllm: bool = False) -> Dict[str, Path]:
     """Tiny ``Gemma3nForConditionalGeneration`` (AltUp, Laurel, per-layer inputs, KV sharing,
     a tiny USM audio tower giving 188 soft tokens per 30 s, a small timm vision tower) with the
-    Gemma-3n processor, in ``folder/random`` and ``folder/known``."""
+    Gemma-3n processor, in ``folder/random`` and ``folder/known``. ``vllm``: tied input and output
+    embeddings (vLLM's Gemma-3n always ties them, as the real checkpoints do) and single-token
+    newline runs in the tokenizer; only ``random`` then (the ``known`` variant solves the output
+    layer, which tying forbids)."""
     import torch
     from transformers import (
         Gemma3nAudioFeatureExtractor, Gemma3nConfig, Gemma3nForConditionalGeneration, Gemma3nProcessor,
         GenerationConfig, SiglipImageProcessor,
     )
 
-    tokenizer, text_vocab = _gemma_tokenizer()
+    tokenizer, text_vocab = _gemma_tokenizer(vllm)
     ids = tokenizer.convert_tokens_to_ids
     vision_offset, audio_offset = text_vocab, text_vocab + GEMMA3N_MM_VOCAB
     processor = Gemma3nProcessor(
@@ -428,11 +437,11 @@ def build_gemma3n(folder, seed: int = 0) -> Dict[str, Path]:
         text_config=dict(
             vocab_size=len(tokenizer), vocab_size_per_layer_input=text_vocab, hidden_size=64, intermediate_size=128,
             num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-            hidden_size_per_layer_input=8, altup_num_inputs=2, laurel_rank=4, sliding_window=32,
+            hidden_size_per_layer_input=8, altup_num_inputs=2, laurel_rank=4, sliding_window=4096 if vllm else 32,
             layer_types=["sliding_attention", "full_attention"], num_kv_shared_layers=0,
-            activation_sparsity_pattern=[0.95, 0.0], max_position_embeddings=2048,
+            activation_sparsity_pattern=[0.0, 0.0] if vllm else [0.95, 0.0], max_position_embeddings=2048,
             pad_token_id=ids("<pad>"), eos_token_id=ids("<eos>"), bos_token_id=ids("<bos>"),
-            tie_word_embeddings=False, initializer_range=RANDOM_INIT_STD,
+            tie_word_embeddings=vllm, initializer_range=RANDOM_INIT_STD,
         ),
         audio_config=dict(
             hidden_size=32, conf_num_attention_heads=2, conf_num_hidden_layers=1, sscp_conv_channel_size=[8, 4],
@@ -443,12 +452,16 @@ def build_gemma3n(folder, seed: int = 0) -> Dict[str, Path]:
         audio_soft_tokens_per_image=188, vision_soft_tokens_per_image=256,
         boi_token_id=ids("<start_of_image>"), eoi_token_id=ids("<end_of_image>"), image_token_id=ids("<image_soft_token>"),
         boa_token_id=ids("<start_of_audio>"), eoa_token_id=ids("<end_of_audio>"), audio_token_id=ids("<audio_soft_token>"),
-        tie_word_embeddings=False,
+        tie_word_embeddings=vllm,
     )
     torch.manual_seed(seed)
     model = Gemma3nForConditionalGeneration(config).eval()
     end = ids("<end_of_turn>")
     model.generation_config = GenerationConfig(eos_token_id=[end, ids("<eos>")], pad_token_id=ids("<pad>"), bos_token_id=ids("<bos>"))
+    if vllm:
+        model.save_pretrained(Path(folder) / "random")
+        processor.save_pretrained(Path(folder) / "random")
+        return {"random": Path(folder) / "random"}
     return _save_variants(model, processor, folder, "gemma3n", end)
 
 

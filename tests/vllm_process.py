@@ -17,9 +17,22 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VLLM_VENV = REPO / ".venv-vllm"
+#: Where tools/ensure_vllm_env.sh puts vLLM's environment (AUDITORYHUM_VLLM_VENV moves it, for both).
+VLLM_VENV = Path(os.environ.get("AUDITORYHUM_VLLM_VENV") or REPO / ".venv-vllm")
 VLLM_PYTHON = VLLM_VENV / "bin" / "python"
 STARTUP_TIMEOUT_S = 300
+
+
+def _end_with_parent() -> None:
+    """In the server's process, before exec: SIGTERM it when the process that started it dies
+    (a test run or benchmark killed with SIGKILL cannot run its clean-up; vLLM shuts its engine
+    down on SIGTERM). Linux only; elsewhere nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -29,12 +42,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def vllm_command(model, port: int, max_model_len: int = 2048, api_key=None):
-    """The server command line: float32 and eager mode on the CPU, one audio item per prompt."""
+def vllm_command(model, port: int, max_model_len: int = 2048, api_key=None, extra=()):
+    """The server command line: float32 and eager mode on the CPU, one audio item per prompt;
+    ``extra``: more flags (``--trust-request-mm-kwargs``, ...)."""
     command = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                "--dtype", "float32", "--enforce-eager", "--max-model-len", str(max_model_len),
                "--host", "127.0.0.1", "--port", str(port), "--limit-mm-per-prompt", '{"audio": 1}', "--seed", "0"]
-    return command + (["--api-key", api_key] if api_key else [])
+    return command + (["--api-key", api_key] if api_key else []) + list(extra)
 
 
 class VLLMServer:
@@ -44,7 +58,7 @@ class VLLMServer:
     the server does not come up within :data:`STARTUP_TIMEOUT_S`.
     """
 
-    def __init__(self, model, log: Path, max_model_len: int = 2048, api_key=None):
+    def __init__(self, model, log: Path, max_model_len: int = 2048, api_key=None, extra=()):
         if not VLLM_PYTHON.exists():
             raise RuntimeError(f"vLLM's environment {VLLM_VENV} is missing: run `bash tools/ensure_vllm_env.sh` "
                                f"(about 7 minutes and 6.6 GB, once)")
@@ -57,9 +71,9 @@ class VLLMServer:
         env.pop("PYTHONPATH", None)
         self.log = open(self.log_path, "wb")
         started = time.monotonic()
-        self.proc = subprocess.Popen(vllm_command(model, self.port, max_model_len, api_key), stdout=self.log,
+        self.proc = subprocess.Popen(vllm_command(model, self.port, max_model_len, api_key, extra), stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env, cwd=str(self.log_path.parent),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_end_with_parent)
         try:
             self._wait_until_up()
         except BaseException:

