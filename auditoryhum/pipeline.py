@@ -27,6 +27,7 @@ from auditoryhum.console import note
 from auditoryhum.defaults import DEFAULT_TSNE_METHOD, TSNE_METHODS
 from auditoryhum.errors import UserError
 from auditoryhum.io.hashing import file_digest
+from auditoryhum.models.identity import model_identity
 from auditoryhum.stages.label import LABEL_FAMILIES
 
 MANIFEST_NAME = "manifest.json"
@@ -397,30 +398,6 @@ class RunOptions:
         return self
 
 
-def _model_identity(source: Optional[str]) -> Any:
-    """What identifies a model for the manifest: the hub id, or a local folder's files with
-    their sizes and modification times (weights are gigabytes: hashing them on every run would
-    cost more than the skipped stage)."""
-    if source is None:
-        return None
-    path = os.path.expanduser(source)
-    if os.path.isfile(path):
-        st = os.stat(path)
-        return {"file": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    if not os.path.isdir(path):
-        return {"hub_id": source}
-    files = {}
-    for root, _dirs, names in os.walk(path):
-        for name in sorted(names):
-            full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            files[os.path.relpath(full, path)] = [st.st_size, st.st_mtime_ns]
-    return {"folder": os.path.abspath(path), "files": dict(sorted(files.items()))}
-
-
 def build_steps(opts: RunOptions) -> List[Step]:
     """The stages of a run of ``opts``, in order (nothing runs here)."""
     import auditoryhum as ah
@@ -478,7 +455,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
         steps.append(Step(
             "label", f"label the clips with {opts.labeller} ({opts.labeller_model})",
             inputs={"filedir": clips}, outputs={"text_label_csv": at["labels"]},
-            options={"labeller": opts.labeller, "model": _model_identity(opts.labeller_model), **device, **batch},
+            options={"labeller": opts.labeller, "model": model_identity(opts.labeller_model), **device, **batch},
             run=lambda: ah.label(clips, opts.labeller_model, at["labels"], family=opts.labeller,
                                  device=opts.device, batch_size=opts.batch_size, **opts.engine_kw),
         ))
@@ -503,7 +480,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
             name, what,
             inputs={"filedir": clips, "clap_npy": at["clap"], "text_label_csv": labels},
             outputs={"top_label_scores_csv": scores},
-            options={"clap_model": _model_identity(opts.clap_model), **device},
+            options={"clap_model": model_identity(opts.clap_model), **device},
             run=lambda: ah.score_labels(clips, opts.clap_model, at["clap"], labels, scores, device=opts.device),
             summary=lambda r: f"Mean CLAP score: {r.mean_score}",
         )
@@ -512,7 +489,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
         steps.append(Step(
             "clap", "CLAP audio embedding of every clip",
             inputs={"filedir": clips}, outputs={"clap_npy": at["clap"]},
-            options={"clap_model": _model_identity(opts.clap_model), **device, **batch},
+            options={"clap_model": model_identity(opts.clap_model), **device, **batch},
             run=lambda: ah.embed_audio(clips, opts.clap_model, at["clap"], kind="clap",
                                        device=opts.device, batch_size=opts.batch_size, **opts.engine_kw),
         ))
@@ -556,7 +533,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
     steps.append(Step(
         "st", "sentence embedding of every clip's kept label",
         inputs={"label_csv": kept}, outputs={"st_npy": at["st"]},
-        options={"st_model": _model_identity(st_model), **device},
+        options={"st_model": model_identity(st_model), **device},
         run=lambda: ah.embed_sentences(kept, st_model, at["st"], device=opts.device),
     ))
     penalty = {} if opts.penalty is None else {"penalty": opts.penalty}
@@ -614,7 +591,7 @@ def build_steps(opts: RunOptions) -> List[Step]:
             "taxonomy", f"name every cluster with {opts.chat_model}",
             inputs={"label_csv": at["clusters"], "top_label_scores_csv": kept},
             outputs={"taxonomy_csv": at["taxonomy"], "json": at["taxonomy_json"]},
-            options={"model": _model_identity(opts.chat_model), **device, **batch},
+            options={"model": model_identity(opts.chat_model), **device, **batch},
             run=lambda: ah.composite_labels(at["clusters"], kept, at["taxonomy"], model=opts.chat_model,
                                             json=at["taxonomy_json"], device=opts.device, batch_size=opts.batch_size),
             summary=lambda r: "; ".join(f"{k}: {v}" for k, v in sorted(r.labels.items())),

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Union
 
 from auditoryhum.errors import UserError
 from auditoryhum.io.atomic import atomic_write
@@ -42,20 +42,6 @@ def journal_path(target: Union[str, Path]) -> Path:
     """Where the journal of ``target`` lives: a hidden file beside it (globs like ``*.csv`` skip it)."""
     target = Path(target)
     return target.with_name(f".{target.name}.journal")
-
-
-def file_stat(path: str) -> Optional[Tuple[int, int]]:
-    """``(size, mtime_ns)`` of ``path``, or ``None`` when it cannot be read.
-
-    Only for identifying model folders in a run key, whose weights are gigabytes (hashing
-    them on every start would cost more than it protects against); clips use
-    :func:`auditoryhum.io.hashing.file_digest`.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
 
 
 def canonical(value: Any) -> Any:

@@ -10,13 +10,13 @@ never see a half-written shard and never overwrite each other. When a folder hol
 shards, a run merges them into one new shard and then deletes the ones it merged; a run
 reading at the same moment may find a shard gone and simply recomputes what it held.
 
-The model identity (:func:`folder_identity`) is a hash of the model folder's ``config.json``
-and the names, sizes and modification times of its files, so retrained or replaced weights
-give a new identity and never a stale embedding.
+The model identity is :func:`auditoryhum.models.identity.identity_digest` of the model's
+:func:`~auditoryhum.models.identity.model_identity` (the rule the run manifest and the journals
+use: the names, sizes and modification times of the folder's files), so retrained or replaced
+weights give a new identity and never a stale embedding.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -35,37 +35,12 @@ SHARD_SUFFIX = ".npz"
 # Merge the shards of one model once there are more than this many (one is added per run
 # that encodes anything new).
 COMPACT_ABOVE = 16
-_IDENTITY_VERSION = b"auditoryhum-model-identity-v1"
 
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/auditoryhum``, or ``~/.cache/auditoryhum`` when that is unset."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "auditoryhum"
-
-
-def folder_identity(folder: Union[str, Path], flag: str = "--model") -> str:
-    """A hex digest that changes whenever the model in ``folder`` changes.
-
-    Hashes the bytes of ``config.json`` and, for every other regular file at the top of the
-    folder (weights, tokenizer, processor files; hidden files skipped), its name, size and
-    modification time. Hashing the weights' bytes would cost seconds per run; a rewritten
-    weight file always gets a new modification time.
-
-    Raises :class:`UserError` (naming ``flag``) when ``folder`` holds no ``config.json``.
-    """
-    folder = Path(folder)
-    digest = hashlib.sha256(_IDENTITY_VERSION)
-    try:
-        digest.update((folder / "config.json").read_bytes())
-    except OSError:
-        raise UserError(f"{flag} {str(folder)!r} has no readable config.json; give the folder of a Hugging Face model") from None
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_file():  # is_file follows the hub cache's symlinks
-            continue
-        stat = entry.stat()
-        digest.update(f"\0{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode("utf-8"))
-    return digest.hexdigest()[:32]
 
 
 class TextEmbeddingCache:
@@ -78,7 +53,7 @@ class TextEmbeddingCache:
     namespace : str
         What kind of embedding, e.g. ``"clap-text"``: models of different kinds never share rows.
     identity : str
-        The model identity (:func:`folder_identity`).
+        The model identity (:func:`auditoryhum.models.identity.identity_digest`).
     dim : int or None
         Expected row width; shards with rows of another width are ignored. ``None``: the
         width of the first readable shard.

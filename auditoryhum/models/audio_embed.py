@@ -380,7 +380,7 @@ def run_clip_embeddings(embedder_class: Type[ClipEmbedder], source: str, flag: s
 
     import transformers
 
-    from auditoryhum.models.labeller import model_identity
+    from auditoryhum.models.identity import model_identity
 
     executor = make_executor(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor,
                              cpus_per_actor=cpus_per_actor, verbose=verbose)

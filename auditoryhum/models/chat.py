@@ -252,7 +252,7 @@ class HFChatBackend:
     def journal_key(self) -> Dict[str, Any]:
         import transformers
 
-        from auditoryhum.models.labeller import model_identity
+        from auditoryhum.models.identity import model_identity
 
         return {
             "tool": "composite", "backend": self.name, "model": model_identity(self.source),

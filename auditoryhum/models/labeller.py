@@ -23,7 +23,7 @@ of at 300 s (:func:`trimmed_pad_length`): the same features at a fraction of the
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,9 +33,9 @@ from auditoryhum.engine.common import seed_everything  # noqa: F401  (re-exporte
 from auditoryhum.errors import UserError
 from auditoryhum.io.artefacts import write_lines
 from auditoryhum.io.audio import AudioDecodeError, load_audio
-from auditoryhum.io.checkpoint import file_stat
 from auditoryhum.labels import postprocess_caption, postprocess_response
 from auditoryhum.models.device import Precision
+from auditoryhum.models.identity import model_identity
 from auditoryhum.validation import optional_positive_int
 from auditoryhum.models.families import PROMPT, Family
 
@@ -204,21 +204,6 @@ def audio_duration(path: str) -> Optional[float]:
 def split_windows(audio: np.ndarray, window: int) -> List[np.ndarray]:
     """Consecutive pieces of ``window`` samples (the last one shorter): how ``--long_audio window`` reads a clip."""
     return [audio[start:start + window] for start in range(0, max(len(audio), 1), window)]
-
-
-def model_identity(source: str) -> Dict[str, Any]:
-    """What identifies the weights behind ``source`` for the journal: a hub id, or a local
-    folder's absolute path and the size and modification time of each file in it."""
-    folder = os.path.expanduser(source)
-    if not os.path.isdir(folder):
-        return {"hub_id": source}
-    files = {}
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        fp = file_stat(path)
-        if fp is not None and os.path.isfile(path):
-            files[name] = list(fp)
-    return {"folder": os.path.abspath(folder), "files": files}
 
 
 def _long_clip_message(family: Family, window: float, long_clips: List[Tuple[str, float]], mode: str) -> str:

@@ -177,8 +177,9 @@ CLAP_TEXT_NAMESPACE = "clap-text"
 def clap_model_identity(source: str, param: str = "clap_model") -> str:
     """Identity of the CLAP model ``source`` for the text-embedding cache, without loading it.
 
-    A local folder: :func:`auditoryhum.io.text_cache.folder_identity` (config and file
-    sizes/mtimes). A hub id: the id and the commit of the snapshot it resolves to. Errors are
+    :func:`auditoryhum.models.identity.identity_digest` of its
+    :func:`~auditoryhum.models.identity.model_identity` (a folder's file sizes and modification
+    times; a hub id and the commit of the snapshot it resolves to). Errors are
     :class:`~auditoryhum.errors.ParameterError` naming ``param`` (default ``"clap_model"``).
     """
     with as_parameter(param):
@@ -186,27 +187,25 @@ def clap_model_identity(source: str, param: str = "clap_model") -> str:
 
 
 def _clap_model_identity(source: str, param: str) -> str:
-    import hashlib
-    from pathlib import Path
-
-    from auditoryhum.io.text_cache import folder_identity
+    from auditoryhum.models.identity import identity_digest, model_identity
     from auditoryhum.models.loader import check_source, describe_source
 
     folder = os.path.expanduser(source)
     if os.path.isdir(folder):
-        return folder_identity(folder, param)
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise UserError(f"{param} {folder!r} has no readable config.json; give the folder of a Hugging Face model")
+        return identity_digest(model_identity(folder))
     check_source(source, param)
     from transformers.utils import cached_file
 
     try:
-        config_path = Path(cached_file(source, "config.json"))
+        # Resolves (and fetches, unless offline) the config: the model must exist before its
+        # identity is its snapshot's commit.
+        cached_file(source, "config.json")
     except Exception as exc:  # hub and file errors come in many types
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MentionError(f"{mention(param)}: cannot find a model at {describe_source(source)}: {reason}") from None
-    snapshot = config_path.parent
-    if snapshot.parent.name == "snapshots":  # hub cache layout: .../snapshots/<commit>/
-        return hashlib.sha256(f"hub\0{source}\0{snapshot.name}".encode("utf-8")).hexdigest()[:32]
-    return folder_identity(snapshot, param)
+    return identity_digest(model_identity(source))
 
 
 class ClapTextEncoder:

@@ -198,7 +198,7 @@ def run_tower_embeddings(family: Family, model_source: str, paths: Sequence[str]
     """
     import transformers
 
-    from auditoryhum.models.labeller import model_identity
+    from auditoryhum.models.identity import model_identity
     from auditoryhum.models.loader import check_model_type
 
     if family.key not in TOWER_RECIPES:
