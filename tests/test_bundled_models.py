@@ -234,6 +234,7 @@ def smollm2_answers(smollm2):
     return batched, alone
 
 
+@pytest.mark.slow
 def test_gguf_chat_model_answers_deterministically(smollm2, smollm2_answers):
     from auditoryhum.composite import clean_composite_answer
 
@@ -249,6 +250,7 @@ def test_gguf_chat_model_answers_deterministically(smollm2, smollm2_answers):
 _FILLER_OPENINGS = ("the audio samples", "the scene is", "the sound", "this is", "the setting")
 
 
+@pytest.mark.slow
 def test_gguf_names_are_at_most_six_words_without_filler(smollm2_answers):
     # The paper's prompt makes SmolLM2-135M write "The audio samples are a mix of ...": the
     # clean-up keeps the name part.
@@ -275,6 +277,7 @@ EXAMPLE_WORDS = {0: ("street", "park", "field", "outdoor", "urban"), 1: ("restau
                  4: ("hum", "voices", "room"), 5: ("music", "piano", "chord")}
 
 
+@pytest.mark.slow
 def test_gguf_names_the_example_clusters_with_short_distinct_names(smollm2):
     import time
 

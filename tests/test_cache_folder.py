@@ -138,6 +138,7 @@ def run_cache_command(*args, env=None):
                           text=True, env=full_env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cache_command_lists_prunes_and_clears(tmp_path):
     cache = ArrayCache(tmp_path, max_bytes=None)
     paths = [put(cache, name) for name in ("a", "b", "c")]

@@ -232,6 +232,7 @@ def test_end_to_end_known_model_writes_taxonomy_and_json(tmp_path, chat_models):
     assert not journal_of(out).exists()
 
 
+@pytest.mark.slow
 def test_prompt_sent_to_the_model_holds_the_distribution_and_is_left_padded(chat_models):
     """The token ids that reach the model: system instruction, the cluster's prompt with its
     distribution lines, the generation prompt; the shorter prompt padded on the left."""
@@ -262,6 +263,7 @@ def test_prompt_sent_to_the_model_holds_the_distribution_and_is_left_padded(chat
     assert n_pad > 0 and torch.all(first[1, :n_pad] == pad) and first[0, 0] != pad  # left padding
 
 
+@pytest.mark.slow
 def test_batch_size_does_not_change_the_outputs(tmp_path, chat_models):
     ids, scores = write_inputs(tmp_path / "in", many_clusters(7))
     outputs = []
@@ -302,6 +304,7 @@ def test_resume_after_kill_is_byte_identical(tmp_path, chat_models):
     assert not journal.exists()
 
 
+@pytest.mark.slow
 def test_journal_of_another_model_is_not_reused_and_failures_are_retried(tmp_path, chat_models, capsys):
     from auditoryhum.io.checkpoint import Journal
     from auditoryhum.models.chat import HFChatBackend
@@ -451,6 +454,7 @@ def _system_text(request) -> str:
     return "".join(part.get("text", "") for part in system["parts"])
 
 
+@pytest.mark.slow
 def test_gemini_sends_each_cluster_prompt_with_the_system_instruction(fake, tmp_path):
     ids, scores = write_inputs(tmp_path)
     out = tmp_path / "taxonomy.csv"
@@ -479,6 +483,7 @@ def test_gemini_sends_each_cluster_prompt_with_the_system_instruction(fake, tmp_
     assert not journal_of(out).exists()
 
 
+@pytest.mark.slow
 def test_gemini_failed_cluster_is_recorded_and_a_rerun_asks_only_for_it(fake, tmp_path):
     ids, scores = write_inputs(tmp_path)
     out = tmp_path / "taxonomy.csv"
@@ -500,6 +505,7 @@ def test_gemini_failed_cluster_is_recorded_and_a_rerun_asks_only_for_it(fake, tm
     assert not journal_of(out).exists()
 
 
+@pytest.mark.slow
 def test_gemini_wrong_key_stops_at_once_and_noise_only_needs_no_request(fake, tmp_path):
     ids, scores = write_inputs(tmp_path)
     out = tmp_path / "taxonomy.csv"

@@ -151,6 +151,7 @@ def wav_files(folder: Path):
     return sorted(p.name for p in folder.glob("*.wav"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,key", [("tau2019.sh", "tau2019"), ("tau2021.sh", "tau2021")])
 def test_download_verify_unpack_and_idempotent_rerun(zenodo, tmp_path, script, key):
     state, base, api = zenodo
@@ -183,6 +184,7 @@ def test_download_verify_unpack_and_idempotent_rerun(zenodo, tmp_path, script, k
     assert f"0 unpacked now, {len(wavs)} already there" in again.stdout
 
 
+@pytest.mark.slow
 def test_truncated_part_is_caught_before_unpacking_and_resumed_later(zenodo, tmp_path):
     state, base, api = zenodo
     parts, wavs = make_parts("tau2021")
@@ -215,6 +217,7 @@ def test_truncated_part_is_caught_before_unpacking_and_resumed_later(zenodo, tmp
     assert wav_files(tmp_path) == sorted(list(wavs) + ["mine.wav"])
 
 
+@pytest.mark.slow
 def test_record_size_and_md5_catch_bad_parts(zenodo, tmp_path):
     state, base, api = zenodo
     parts, _ = make_parts("tau2021")
@@ -235,6 +238,7 @@ def test_record_size_and_md5_catch_bad_parts(zenodo, tmp_path):
     assert not (tmp_path / names[6]).exists() and (tmp_path / f"{names[6]}.part").read_bytes() == parts[names[6]]
 
 
+@pytest.mark.slow
 def test_missing_part_names_it_and_rerun_fetches_only_that_part(zenodo, tmp_path):
     state, base, api = zenodo
     parts, wavs = make_parts("tau2019")
@@ -258,6 +262,7 @@ def test_missing_part_names_it_and_rerun_fetches_only_that_part(zenodo, tmp_path
     assert wav_files(tmp_path) == sorted(wavs)
 
 
+@pytest.mark.slow
 def test_dropped_connection_and_earlier_partial_download_are_resumed(zenodo, tmp_path):
     state, base, api = zenodo
     parts, wavs = make_parts("tau2021")
@@ -276,6 +281,7 @@ def test_dropped_connection_and_earlier_partial_download_are_resumed(zenodo, tmp
     assert wav_files(tmp_path) == sorted(wavs)
 
 
+@pytest.mark.slow
 def test_existing_files_are_never_replaced(zenodo, tmp_path):
     """A WAV already converted in place (other size) stays; an unchecked archive is verified first."""
     state, base, api = zenodo

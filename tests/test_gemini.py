@@ -88,6 +88,7 @@ def journal_of(out):
 # end to end
 
 
+@pytest.mark.slow
 def test_normal_run_sends_prompt_config_and_audio_inline(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     proc = label(fake, clips, out)
@@ -112,6 +113,7 @@ def test_normal_run_sends_prompt_config_and_audio_inline(fake, clips, tmp_path):
     assert fake.of(UPLOAD_START) == [] and fake.of(FILE_DELETE) == []
 
 
+@pytest.mark.slow
 def test_hints_are_appended_after_one_space(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     hints = tmp_path / "hints.txt"
@@ -128,6 +130,7 @@ def test_hints_are_appended_after_one_space(fake, clips, tmp_path):
     assert len(fake.of(GENERATE)) == 4  # stopped before any request
 
 
+@pytest.mark.slow
 def test_rate_limit_three_times_then_success_honours_server_delay(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, 429, times=2, retry_delay="0.3s")
@@ -143,6 +146,7 @@ def test_rate_limit_three_times_then_success_honours_server_delay(fake, clips, t
     assert all(gap >= 0.3 for gap in gaps), gaps
 
 
+@pytest.mark.slow
 def test_server_errors_exhaust_retries_then_the_clip_is_recorded_and_a_rerun_retries_it(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, 500, times=None, when=audio_is(clips[1]))
@@ -165,6 +169,7 @@ def test_server_errors_exhaust_retries_then_the_clip_is_recorded_and_a_rerun_ret
     assert not journal_of(out).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status, fragment", [(401, "check the API key"), (403, "not allowed")])
 def test_auth_errors_stop_the_whole_run_at_once(fake, clips, tmp_path, status, fragment):
     out = tmp_path / "labels.csv"
@@ -177,6 +182,7 @@ def test_auth_errors_stop_the_whole_run_at_once(fake, clips, tmp_path, status, f
     assert not out.exists() and not journal_of(out).exists()
 
 
+@pytest.mark.slow
 def test_wrong_key_ends_in_seconds_with_one_line(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     wrong = "AIzaSy-WRONG-key-999"
@@ -187,12 +193,14 @@ def test_wrong_key_ends_in_seconds_with_one_line(fake, clips, tmp_path):
     assert len(fake.of(GENERATE)) <= 3 and not out.exists()
 
 
+@pytest.mark.slow
 def test_missing_key_is_one_clear_line(fake, clips, tmp_path):
     proc = label(fake, clips, tmp_path / "labels.csv", key="")
     assert_one_line_error(proc, "GEMINI_API_KEY", "GOOGLE_API_KEY", "--api_key")
     assert fake.requests == []
 
 
+@pytest.mark.slow
 def test_timeouts_are_retried_and_bounded(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, times=1, delay=2.0, when=audio_is(clips[0]))  # once: retried, then fine
@@ -242,6 +250,7 @@ def test_resume_after_kill_gives_byte_identical_output(fake, clips, tmp_path):
     assert not journal_of(out).exists()
 
 
+@pytest.mark.slow
 def test_large_clips_are_uploaded_once_used_by_uri_and_deleted(clips, tmp_path):
     small = clips[0].parent / "e_short.wav"
     write_tone(small, seconds=0.1)  # 3.2 KB: stays inline
@@ -271,6 +280,7 @@ def test_large_clips_are_uploaded_once_used_by_uri_and_deleted(clips, tmp_path):
         assert len([r for r in generates if r.audio == clips[0].read_bytes()]) == 2
 
 
+@pytest.mark.slow
 def test_key_echoed_by_a_server_is_scrubbed(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, 400, times=None, when=audio_is(clips[3]), message="proxy rejected request with key={key}")
@@ -282,6 +292,7 @@ def test_key_echoed_by_a_server_is_scrubbed(fake, clips, tmp_path):
     assert len(fake.files) == 4 and all(f.deleted for f in fake.files.values())
 
 
+@pytest.mark.slow
 def test_concurrency_keeps_output_order(fake, tmp_path):
     folder = tmp_path / "clips"
     for i in range(6):
@@ -297,6 +308,7 @@ def test_concurrency_keeps_output_order(fake, tmp_path):
     assert len(first) == 1 and len(fake.of(GENERATE)) == 6
 
 
+@pytest.mark.slow
 def test_malformed_answers_are_retried_and_unknown_model_stops(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, times=2, malformed=True)
@@ -311,6 +323,7 @@ def test_malformed_answers_are_retried_and_unknown_model_stops(fake, clips, tmp_
     assert len(fake.of(GENERATE)) == 7
 
 
+@pytest.mark.slow
 def test_many_failures_in_a_row_stop_the_run(fake, clips, tmp_path):
     out = tmp_path / "labels.csv"
     fake.fail(GENERATE, 503, times=None)

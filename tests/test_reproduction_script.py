@@ -117,6 +117,7 @@ def test_bash_syntax_and_usage(tmp_path):
     assert bad.returncode == 2 and "usage:" in bad.stderr
 
 
+@pytest.mark.slow
 def test_env_dry_run_equals_flag(listing, tmp_path):
     work = next(line for line in listing.splitlines() if line.startswith("mkdir -p ")).split(" ", 2)[2]
     proc = dry_run(tmp_path, work=work, DRY_RUN="1")
@@ -190,6 +191,7 @@ def test_clusterings_composites_and_sweeps(steps):
     ]
 
 
+@pytest.mark.slow
 def test_downloads_and_resampling_precede_use(steps):
     lines = [" ".join(s.argv) for s in steps]
 
@@ -213,6 +215,7 @@ def test_downloads_and_resampling_precede_use(steps):
         assert sum(1 for s in steps if getter(s)) == 1
 
 
+@pytest.mark.slow
 def test_every_input_is_written_earlier_and_no_output_twice(steps):
     written = set()
     for s in steps:
@@ -226,6 +229,7 @@ def test_every_input_is_written_earlier_and_no_output_twice(steps):
             written.add(s.flags[flag])
 
 
+@pytest.mark.slow
 def test_flags_are_the_toolkits(steps):
     registered = {c.script: c for c in COMMANDS if c.script}
     for s in steps:
@@ -238,6 +242,7 @@ def test_flags_are_the_toolkits(steps):
             assert set(s.flags) <= SPEC_FLAGS[s.script], (s.script, set(s.flags) - SPEC_FLAGS[s.script])
 
 
+@pytest.mark.slow
 def test_provided_labels_mode_copies_instead_of_labelling(tmp_path):
     proc = dry_run(tmp_path, "--dry-run", USE_PROVIDED_LABELS="1")
     assert proc.returncode == 0, proc.stderr

@@ -189,12 +189,14 @@ def test_bash_syntax_and_usage(tmp_path):
     assert bad.returncode == 2 and "usage:" in bad.stderr
 
 
+@pytest.mark.slow
 def test_env_dry_run_equals_flag(listing, tmp_path):
     work = next(line for line in listing.splitlines() if line.startswith("mkdir -p ")).split(" ", 2)[2]
     proc = dry_run(tmp_path, work=work, DRY_RUN="1")
     assert proc.returncode == 0 and proc.stdout == listing
 
 
+@pytest.mark.slow
 def test_the_toolkit_steps_are_the_revisions_step_for_step(steps):
     ours = [s.comparable() for s in steps if s.script]
     expected = revision_steps()
@@ -203,6 +205,7 @@ def test_the_toolkit_steps_are_the_revisions_step_for_step(steps):
     assert len(ours) == len(expected) == 82  # 52 + 9 + 3 + 18
 
 
+@pytest.mark.slow
 def test_tests_are_in_the_revisions_order_and_clips_come_first(listing, steps):
     headers = [line[2:] for line in listing.splitlines() if line.startswith("# test ")]
     assert headers == ([f"test 1: label alignment, {ds}" for ds in DATASETS]
@@ -226,6 +229,7 @@ def test_tests_are_in_the_revisions_order_and_clips_come_first(listing, steps):
     assert composites == [f"{ds}_optimal_composite.txt" for ds in DATASETS]
 
 
+@pytest.mark.slow
 def test_every_input_is_written_earlier_and_no_output_twice(steps):
     """In particular test 4 reads only files that tests 1-4 make (the revision's does not)."""
     written = set()
@@ -255,6 +259,7 @@ def _parser(script):
     raise AssertionError(f"{script} is not a toolkit command")
 
 
+@pytest.mark.slow
 def test_flags_are_the_toolkits(steps):
     for s in steps:
         if not s.script:
@@ -264,6 +269,7 @@ def test_flags_are_the_toolkits(steps):
         assert not unknown, (s.script, unknown)
 
 
+@pytest.mark.slow
 def test_revision_options_reach_the_stages_as_the_revision_sets_them(steps):
     """Test 1 scores with the 2-word limit; test 2 scores provided labels and captions whole,
     captions as one candidate each; captions come from the caption task of Qwen2.5-Omni."""
@@ -282,6 +288,7 @@ def test_revision_options_reach_the_stages_as_the_revision_sets_them(steps):
     assert all((a.task, a.prompt, a.system_prompt) == ("caption", None, None) for a in captions)
 
 
+@pytest.mark.slow
 def test_provided_labels_mode_copies_labels_and_captions(tmp_path):
     proc = dry_run(tmp_path, "--dry-run", USE_PROVIDED_LABELS="1")
     assert proc.returncode == 0, proc.stderr

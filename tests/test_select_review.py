@@ -143,6 +143,7 @@ def select(cwd, *args):
     return run_script("util_select_review.py", "--top_label_scores_csv", "scores.csv", "--text_label_csv", "labels.csv", *args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_cli_count_writes_selection_and_prints_summary(tmp_path):
     scores = [0.4, 0.1, NAN, 0.05, 0.1, 0.1, 0.9]
     labels = ["a b, c d", 'dog "barking", car', "", "wind noise", "x y", "p q", "r s"]
@@ -164,6 +165,7 @@ def test_cli_count_writes_selection_and_prints_summary(tmp_path):
     assert "warning" not in proc.stderr  # every audio file exists
 
 
+@pytest.mark.slow
 def test_cli_default_fraction_and_threshold(tmp_path):
     scores = [round(0.001 * ((i * 7) % 150), 3) for i in range(150)]
     scores[40] = NAN
@@ -181,6 +183,7 @@ def test_cli_default_fraction_and_threshold(tmp_path):
     assert "4 with score <= 0.003, scores 0 to 0.003" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_nothing_selected_writes_empty_outputs(tmp_path):
     make_run(tmp_path, [0.5, 0.6], audio=True)
     proc = select(tmp_path, "--threshold", "0.1", "--selection_csv", "sel.csv", "--html", "r.html")
@@ -191,6 +194,7 @@ def test_cli_nothing_selected_writes_empty_outputs(tmp_path):
     assert "No clips were selected" in (tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_cli_mismatched_lengths_is_one_line_error(tmp_path):
     make_run(tmp_path, [0.1, 0.2, 0.3], labels=["a b", "c d"])
     proc = select(tmp_path, "--selection_csv", "sel.csv")
@@ -198,6 +202,7 @@ def test_cli_mismatched_lengths_is_one_line_error(tmp_path):
     assert not (tmp_path / "sel.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_empty_scores_file_is_one_line_error(tmp_path):
     make_run(tmp_path, [], labels=[])
     proc = select(tmp_path, "--html", "r.html")
@@ -205,6 +210,7 @@ def test_cli_empty_scores_file_is_one_line_error(tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -230,6 +236,7 @@ def test_cli_missing_and_bad_inputs(tmp_path):
     assert_one_line_error(select(tmp_path, "--html", "r.html"), "scores file scores.csv line 1: score 'high' is not a number")
 
 
+@pytest.mark.slow
 def test_cli_warns_about_missing_audio_and_index_mismatch(tmp_path):
     make_run(tmp_path, [0.1, 0.2])
     (tmp_path / "scores.csv").write_text("1, clips/000.wav, a, 0.1\n7, clips/001.wav, b, 0.2\n")
@@ -375,6 +382,7 @@ def test_only_the_first_players_preload(tmp_path):
 # --- issue 13: the published scores format read by its exact separator ----------------------
 
 
+@pytest.mark.slow
 def test_published_unquoted_paths_with_commas_round_trip_to_the_review_page(tmp_path):
     from auditoryhum.io.artefacts import read_scores
 
