@@ -366,3 +366,70 @@ def test_array_api_refuses_bad_rows_in_one_line():
         ah.sweep_rows(np.eye(5), "ward")
     with pytest.raises(UserError, match="the data holds <U1 values; expected numbers"):
         ah.cluster_rows(np.array([["a"], ["b"]]), "ag", 1)
+
+
+# ---------------------------------------------------------------------------------------
+# the per-clip side: journals read back in one pass
+
+
+def test_journal_is_read_back_in_blocks_last_record_wins_and_a_torn_line_is_cut(tmp_path, monkeypatch):
+    from auditoryhum.io.checkpoint import Journal
+
+    target = tmp_path / "out.txt"
+    key = {"tool": "t"}
+    with Journal.open(target, key) as journal:
+        journal.append([{"id": "a", "value": 1}, {"id": "b", "value": 2}])
+        journal.append([{"id": "a", "value": 3, "error": "boom"}, {"id": "c", "value": 4}])
+    path = journal.path
+    with open(path, "ab") as f:
+        f.write(b'{"id": "d", "value": 5, "ru')  # a kill in mid-write
+    size_before = path.stat().st_size
+    monkeypatch.setattr(Journal, "READ_BLOCK_LINES", 2)
+    again = Journal.open(target, key)
+    assert path.stat().st_size < size_before and path.read_bytes().endswith(b"\n")
+    records = list(again.iter_records())
+    assert [(r["id"], r["value"]) for r in records] == [("a", 1), ("b", 2), ("a", 3), ("c", 4)]
+    assert again.records["a"]["error"] == "boom" and sorted(again.records) == ["a", "b", "c"]
+    again.close()
+    # a damaged line inside a block costs only itself
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b'{"id": "b", "val'
+    path.write_bytes(b"\n".join(lines))
+    assert sorted(Journal.open(target, key).records) == ["a", "c"]
+
+
+def test_resume_keeps_the_last_record_of_each_item(tmp_path):
+    from auditoryhum.engine import TEXT, Item, run_resumable
+    from auditoryhum.io.checkpoint import Journal
+
+    class Upper:
+        def prepare(self, payloads):
+            return list(payloads)
+
+        def run(self, prepared):
+            return [(p.upper(), None) for p in prepared]
+
+        def cancel(self):
+            pass
+
+        def close(self):
+            pass
+
+    class Spec:
+        def build(self):
+            return Upper()
+
+    items = [Item(name, name) for name in ("x", "y", "y", "z")]  # one id given twice
+    out = tmp_path / "o.txt"
+    fp = None
+    with Journal.open(out, {"k": 1}) as journal:
+        journal.append([{"id": "x", "fp": fp, "value": "stale"}, {"id": "x", "fp": fp, "value": "X"},
+                        {"id": "y", "fp": fp, "value": "Y"}, {"id": "z", "fp": fp, "value": "Z"},
+                        {"id": "z", "fp": fp, "value": None, "error": "failed"}])
+
+    def write(values, failures):
+        out.write_text("\n".join(values) + "\n")
+
+    result = run_resumable(str(out), {"k": 1}, items, Spec(), write=write, batch_size=2, desc="t", codec=TEXT)
+    assert out.read_text() == "X\nY\nY\nZ\n"
+    assert result.reused == 3 and result.asked == 1

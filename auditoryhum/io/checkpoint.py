@@ -27,10 +27,11 @@ File layout (UTF-8 JSON lines)::
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Union
 
 from auditoryhum.errors import UserError
 from auditoryhum.io.atomic import atomic_write
@@ -62,60 +63,87 @@ class Journal:
     :meth:`remove` once the final output is safely written.
     """
 
-    def __init__(self, path: Path, key: Dict[str, Any], records: Dict[str, Dict[str, Any]], resumed: bool):
+    def __init__(self, path: Path, key: Dict[str, Any], resumed: bool):
         self.path = path
         self.key = key
         self.stamp = key_digest(key)
-        self.records = records  # id -> last record of this run's key, as read when opened
         self.appended = 0  # records appended since
         self.resumed = resumed  # an earlier journal with the same key was found
         self.discarded_reason = ""  # why an existing journal was not reused (empty if none/reused)
         self._handle = None
+        self._records: Optional[Dict[str, Dict[str, Any]]] = None
 
     @classmethod
     def open(cls, target: Union[str, Path], key: Dict[str, Any]) -> "Journal":
         """Open (or start) the journal of ``target`` for a run described by ``key``.
 
         An existing journal with the same key is resumed: its complete records stamped with
-        this key are loaded and a trailing half-written line (a kill in mid-write) is ignored.
-        Any other journal is replaced by a fresh one. The append handle is open on return.
+        this key are read back by :meth:`iter_records` (one pass, block by block: a journal of
+        2,000,000 records is never held in memory) and a trailing half-written line (a kill in
+        mid-write) is cut off. Any other journal is replaced by a fresh one. The append handle
+        is open on return.
         """
         path = journal_path(target)
         key = canonical(key)
-        stamp = key_digest(key)
-        records: Dict[str, Dict[str, Any]] = {}
         reason = ""
         resumed = False
         try:
             with open(path, "rb") as f:
-                raw = f.read()
+                first = f.readline()
         except FileNotFoundError:
-            raw = None
+            first = None
         except OSError as exc:
             raise UserError(f"cannot read the journal {path}: {exc.strerror or exc}") from None
-        if raw is not None:
-            lines = raw.split(b"\n")
-            # The last element is b"" after a complete final line, or an unfinished record: dropped.
-            complete = lines[:-1]
-            header = _parse(complete[0]) if complete else None
+        if first is not None:
+            header = _parse(first) if first.endswith(b"\n") else None
             if not isinstance(header, dict) or header.get("journal") != JOURNAL_FORMAT:
                 reason = "it is unreadable or from another version"
             elif header.get("key") != key:
                 reason = "it belongs to a run with different arguments or model"
             else:
                 resumed = True
-                for line in complete[1:]:
-                    record = _parse(line)
-                    if isinstance(record, dict) and isinstance(record.get("id"), str) and record.get("run") == stamp:
-                        records[record["id"]] = record
-        journal = cls(path, key, records, resumed)
+        journal = cls(path, key, resumed)
         journal.discarded_reason = reason
         if resumed:
-            journal._rewrite_if_unfinished(raw)
+            journal._cut_unfinished_line()
         else:
             journal._start()
         journal._open_handle()
         return journal
+
+    #: Records parsed per ``json.loads`` call when reading back (one C-level parse per block).
+    READ_BLOCK_LINES = 20_000
+
+    def iter_records(self) -> Iterator[Dict[str, Any]]:
+        """The records of this run's key in the order they were written (a resumed journal's;
+        nothing for a fresh one). An id may occur more than once: the last record counts."""
+        if not self.resumed:
+            return
+        try:
+            f = open(self.path, "rb")
+        except OSError as exc:
+            raise UserError(f"cannot read the journal {self.path}: {exc.strerror or exc}") from None
+        with f:
+            f.readline()  # the header
+            while True:
+                lines = [line for line in itertools.islice(f, self.READ_BLOCK_LINES) if line.endswith(b"\n")]
+                if not lines:
+                    return
+                try:
+                    parsed = json.loads(b"[" + b",".join(lines) + b"]")
+                except (UnicodeDecodeError, ValueError):
+                    parsed = [_parse(line) for line in lines]  # a damaged line: the others still count
+                for record in parsed:
+                    if isinstance(record, dict) and isinstance(record.get("id"), str) and record.get("run") == self.stamp:
+                        yield record
+
+    @property
+    def records(self) -> Dict[str, Dict[str, Any]]:
+        """id -> last record of this run's key, as read when opened (all in memory: for small
+        journals and tests; long runs use :meth:`iter_records`)."""
+        if self._records is None:
+            self._records = {record["id"]: record for record in self.iter_records()}
+        return self._records
 
     def _start(self) -> None:
         header = json.dumps({"journal": JOURNAL_FORMAT, "key": self.key}, sort_keys=True, ensure_ascii=False)
@@ -125,13 +153,29 @@ class Journal:
         except OSError as exc:
             raise UserError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
 
-    def _rewrite_if_unfinished(self, raw: bytes) -> None:
-        # Drop a half-written last line so that new records start on a line of their own.
-        if raw.endswith(b"\n"):
-            return
-        keep = raw[: raw.rfind(b"\n") + 1]
-        with atomic_write(self.path, "wb") as f:
-            f.write(keep)
+    def _cut_unfinished_line(self) -> None:
+        # Drop a half-written last line so that new records start on a line of their own;
+        # only the file's tail is read to find it.
+        try:
+            with open(self.path, "r+b") as f:
+                end = f.seek(0, os.SEEK_END)
+                if end == 0:
+                    return
+                f.seek(end - 1)
+                if f.read(1) == b"\n":
+                    return
+                position = end
+                while position > 0:
+                    start = max(0, position - 65536)
+                    f.seek(start)
+                    cut = f.read(position - start).rfind(b"\n")
+                    if cut >= 0:
+                        f.truncate(start + cut + 1)
+                        return
+                    position = start
+                f.truncate(0)
+        except OSError as exc:
+            raise UserError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
 
     def _open_handle(self) -> None:
         # Opened now, on the file this run has just written or checked: if another run later
@@ -160,7 +204,7 @@ class Journal:
     @property
     def empty(self) -> bool:
         """No record read or written: nothing worth resuming."""
-        return not self.records and not self.appended
+        return not self.appended and next(self.iter_records(), None) is None
 
     def close(self) -> None:
         if self._handle is not None:
