@@ -432,7 +432,7 @@ def sweep_ward(
     SweepResult
     """
     from auditoryhum.clustering.distinct import DistinctRows, find_distinct_rows
-    from auditoryhum.clustering.ward import ward_counts_memory_bytes, ward_route, ward_tree_counts
+    from auditoryhum.clustering.ward import ward_route, ward_tree_counts
 
     if isinstance(X, DistinctRows):
         groups = X
