@@ -52,6 +52,7 @@ def sklearn_direct(algorithm, X, k):
     return AgglomerativeClustering(n_clusters=k, metric="euclidean", linkage="ward").fit_predict(emb), emb
 
 
+@pytest.mark.slow  # every algorithm cached, uncached and by scikit-learn: seconds to tens of seconds here
 @pytest.mark.parametrize("algorithm", ["ag", "spectral", "spec_ag", "kmeans"])
 def test_cached_uncached_and_sklearn_agree_exactly(tmp_path, rows_npy, algorithm):
     path, X = rows_npy
@@ -76,6 +77,7 @@ def test_cached_uncached_and_sklearn_agree_exactly(tmp_path, rows_npy, algorithm
             assert (tmp_path / name / "plot.png").read_bytes() == (tmp_path / "cold" / "plot.png").read_bytes(), name
 
 
+@pytest.mark.slow  # a t-SNE layout: seconds to tens of seconds here
 def test_cached_tsne_layout_is_sklearns(tmp_path):
     X = label_rows(80, 20, seed=3)
     fresh = TSNE(**SK_TSNE).fit_transform(X)
@@ -85,6 +87,7 @@ def test_cached_tsne_layout_is_sklearns(tmp_path):
     assert (cache.hits, cache.misses) == (1, 1)
 
 
+@pytest.mark.slow  # sweeps cold and warm: seconds to tens of seconds here
 def test_warm_cache_recomputes_nothing_that_k_does_not_change(tmp_path, rows_npy, monkeypatch):
     path, X = rows_npy
     cache = str(tmp_path / "cache")
@@ -114,6 +117,7 @@ def _entries(cache_dir):
     return sorted(p for p in (cache_dir / "arrays").rglob("*.npy"))
 
 
+@pytest.mark.slow  # clusterings recomputed per damaged entry: seconds to tens of seconds here
 @pytest.mark.parametrize("damage", ["flip", "swap", "garbage"])
 def test_corrupt_or_stale_entries_are_recomputed_with_a_note(tmp_path, rows_npy, damage):
     path, X = rows_npy
@@ -191,6 +195,7 @@ def test_unwritable_cache_is_a_note_not_a_failure(tmp_path, rows_npy):
 # the distinct-row silhouette: bit for bit scikit-learn's
 
 
+@pytest.mark.slow  # scikit-learn's silhouette on every row: seconds to tens of seconds here
 def test_distinct_row_silhouette_is_bitwise_sklearns():
     import sklearn
 

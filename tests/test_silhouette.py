@@ -91,6 +91,7 @@ def test_integer_rows_are_computed_in_float64_like_sklearn():
     assert sil.silhouette_score(X, labels) == sk_score(X, labels)
 
 
+@pytest.mark.slow  # scikit-learn's silhouette at the paper's chunking: seconds to tens of seconds here
 def test_distinct_route_taken_and_bitwise_at_the_papers_chunking():
     # 14,400 rows chunk at the default working memory: the distinct route applies.
     X, pick = repeated_rows(14400, 300, 8, seed=9)
@@ -101,6 +102,7 @@ def test_distinct_route_taken_and_bitwise_at_the_papers_chunking():
     assert sil.silhouette_score(X, labels) == got
 
 
+@pytest.mark.slow  # scikit-learn's silhouette on every row: seconds to tens of seconds here
 def test_distinct_route_steps_aside_where_it_would_differ():
     X, pick = repeated_rows(5000, 200, 4, seed=2)
     labels = pick % 5
@@ -182,6 +184,7 @@ def test_the_cluster_scatter_is_the_plain_matplotlib_figure(tmp_path, k, dtype):
     assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
 
 
+@pytest.mark.slow  # full distance matrices: seconds to tens of seconds here
 def test_the_distinct_rows_distances_are_cached_per_input_and_give_the_same_bits(tmp_path):
     from auditoryhum.io.array_cache import ArrayCache
 

@@ -56,6 +56,7 @@ def test_the_methods_and_the_published_default():
     assert OPENTSNE_PARAMS["neighbors"] == "exact" and N_ROWS < OPENTSNE_FFT_MIN_ROWS
 
 
+@pytest.mark.slow  # openTSNE layout of the module's rows: seconds to tens of seconds here
 def test_opentsne_layout_shape_and_values(rows, opentsne_layout):
     Y = opentsne_layout
     assert Y.shape == (N_ROWS, 2) and Y.dtype == np.float64
@@ -70,6 +71,7 @@ def test_opentsne_layout_shape_and_values(rows, opentsne_layout):
     assert within < 0.25 * spread, (within, spread)
 
 
+@pytest.mark.slow  # openTSNE layouts in two processes: seconds to tens of seconds here
 @pytest.mark.parametrize("gradient", ["bh", pytest.param("fft", marks=pytest.mark.slow)])
 def test_opentsne_layout_is_the_same_bits_in_two_processes_and_with_one_thread(tmp_path, rows, gradient):
     # Both negative gradients openTSNE is given (Barnes-Hut below OPENTSNE_FFT_MIN_ROWS, FFT from
@@ -93,6 +95,7 @@ def test_opentsne_layout_is_the_same_bits_in_two_processes_and_with_one_thread(t
     assert digests[0] == digests[1] == hashlib.sha256(Y1.tobytes()).hexdigest()
 
 
+@pytest.mark.slow  # openTSNE layout of the module's rows: seconds to tens of seconds here
 def test_cached_opentsne_layout_is_the_uncached_bits(tmp_path, rows, opentsne_layout):
     cache = ArrayCache(tmp_path / "cache")
     first = cl.tsne_2d(rows, cache=cache, method="opentsne")
@@ -103,6 +106,7 @@ def test_cached_opentsne_layout_is_the_uncached_bits(tmp_path, rows, opentsne_la
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 1
 
 
+@pytest.mark.slow  # scikit-learn and openTSNE layouts: seconds to tens of seconds here
 def test_sklearn_default_keeps_its_key_and_the_methods_never_share_an_entry(tmp_path, rows):
     cache = ArrayCache(tmp_path / "cache")
     # A layout stored under the key every earlier version used ("tsne", the recipe's parameters)
@@ -127,6 +131,7 @@ def test_sklearn_default_keeps_its_key_and_the_methods_never_share_an_entry(tmp_
     assert Ysk.tobytes() == TSNE(**TSNE_PARAMS).fit_transform(rows).tobytes()
 
 
+@pytest.mark.slow  # t-SNE layouts: seconds to tens of seconds here
 def test_few_rows_lower_the_perplexity_for_both_methods():
     # 30 rows: below both bounds (scikit-learn: perplexity < N; openTSNE: <= (N - 1) / 3).
     X = label_rows(30, 12)
