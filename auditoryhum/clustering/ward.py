@@ -168,10 +168,9 @@ def ward_route(n_rows: int, n_distinct: int) -> str:
     and above that Ward depends only on cluster sizes and centroids) in O(U^2) memory.
     The one place that decides; every Ward caller asks it.
     """
-    if n_rows <= WARD_ALL_ROWS_MAX or n_distinct == n_rows:
-        # No duplicates: the distinct route would build the same tree with the same memory.
-        return "all-rows" if n_rows <= WARD_ALL_ROWS_MAX else "distinct"
-    return "distinct"
+    # Without duplicates (n_distinct == n_rows) both routes build the same tree; above the limit
+    # the counts route still saves the condensed matrix's second copy.
+    return "all-rows" if n_rows <= WARD_ALL_ROWS_MAX else "distinct"
 
 
 def ward_counts_memory_bytes(n_distinct: int) -> int:
