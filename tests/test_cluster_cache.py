@@ -244,6 +244,7 @@ def test_digests_of_read_only_rows_are_remembered_only_inside_the_block(tmp_path
     assert cache._digests is None
 
 
+@pytest.mark.slow  # a Ward clustering with its t-SNE plot: seconds here
 def test_one_clustering_hashes_its_rows_once(tmp_path, rows_npy, monkeypatch):
     # The Ward tree, the t-SNE layout, the distances and the silhouette are all keyed by the
     # input rows; the stage hashes them once (its loaded rows are read-only).

@@ -222,6 +222,7 @@ def test_clap_embeddings_do_not_depend_on_batch_size_or_run(models, clips, fused
     assert np.array_equal(reversed_rows, batch4)
 
 
+@pytest.mark.slow
 def test_clap_randomness_that_is_fixed_is_real(models, clips):
     """Without the per-clip seed the long clip's crops vary, and a fused model's output depends on is_longer."""
     from auditoryhum.io.audio import load_audio
@@ -306,6 +307,7 @@ def _run_embed(kind, model, folder, out, batch_size=2):
     return run_clip_embeddings(loader, model, f"--{kind}_model", "cpu", expand_glob(f"{folder}/*.wav"), str(out), batch_size)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 @pytest.mark.parametrize("kind", ["clap_fused", "ast"])
 def test_failed_clips_are_retried_on_rerun(kind, models, clips_with_corrupt, tmp_path, capsys):
@@ -338,6 +340,7 @@ def test_failed_clips_are_retried_on_rerun(kind, models, clips_with_corrupt, tmp
     assert out.read_bytes() == (tmp_path / "fresh.npy").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 def test_a_clip_swapped_for_one_of_the_same_size_and_mtime_is_redone(models, clips_with_corrupt, tmp_path, capsys):
     """Resume fingerprints are the clip's content: same size, same modification time, other

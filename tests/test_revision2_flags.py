@@ -322,6 +322,7 @@ def chat_model(tmp_path_factory):
     return build_tiny_chat_model(tmp_path_factory.mktemp("rev2_chat"))["known"]
 
 
+@pytest.mark.slow
 def test_free_prompt_mode_prints_the_answer_with_the_neutral_system_text(chat_model, tmp_path, monkeypatch):
     import auditoryhum.models.chat as chat
     from test_composite_label import KNOWN_ANSWER

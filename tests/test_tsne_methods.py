@@ -165,6 +165,7 @@ def test_a_bad_method_names_the_parameter(tmp_path, rows):
         RunOptions(filedir="clips/*.wav", out_dir=str(tmp_path), text_label_csv="labels.csv", tsne="fast").validate()
 
 
+@pytest.mark.slow  # a scikit-learn t-SNE layout: seconds here
 def test_opentsne_missing_is_one_line_naming_the_fix(monkeypatch, rows):
     import importlib.metadata
 
