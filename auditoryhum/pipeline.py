@@ -607,7 +607,9 @@ def build_steps(opts: RunOptions) -> List[Step]:
     steps.append(Step(
         "report", "the run report (one self-contained HTML page)",
         inputs={**report_inputs, "decision_json": decision}, outputs={"html": at["report"]},
-        options={"title": opts.title},
+        # The manifest is linked from the page, not read (so no input); naming it here also
+        # renders once again the pages of runs recorded before the page linked it.
+        options={"title": opts.title, "run_manifest": MANIFEST_NAME},
         run=lambda: ah.write_report(at["report"], title=opts.title, run_manifest=manifest, **report_inputs),
     ))
     return steps

@@ -677,7 +677,7 @@ def test_the_run_report_is_given_every_artefact_the_run_writes(tmp_path):
     # --scores_with_human_csv and said "Not given: --run_log".
     from auditoryhum.example import make_example
     from auditoryhum.io.artefacts import read_scores
-    from auditoryhum.pipeline import LAYOUT, MANIFEST_NAME, RunOptions, build_steps, execute
+    from auditoryhum.pipeline import LAYOUT, MANIFEST_NAME, RunOptions, build_steps, execute, plan_lines
 
     example = make_example(str(tmp_path / "example"))
     out = tmp_path / "run"
@@ -695,6 +695,7 @@ def test_the_run_report_is_given_every_artefact_the_run_writes(tmp_path):
         "tsne_png": str(out / LAYOUT["clusters_png"]),
         "decision_json": str(out / "sweep_decision.json"),
     }
+    assert report.options == {"title": "AuditoryHuM run", "run_manifest": "manifest.json"}
     # The steps that need no model, then the report (the sweep and clusters stay missing).
     execute([step for step in steps if step.name in ("labels", "scores", "merge", "scores_merged", "report")],
             str(out), lambda line: None)
@@ -712,3 +713,12 @@ def test_the_run_report_is_given_every_artefact_the_run_writes(tmp_path):
     glance = re.search(r'<section id="summary".*?</section>', page).group(0)
     # Only the review selection is not given (no CLAP model: the run selects nothing to review).
     assert re.findall(r'<p class="missing">([^<]*)</p>', glance) == ["Not given: Worst clips (review selection)."]
+    # A run recorded before the page linked its manifest renders the page once again, nothing else
+    # (the sweep and the clustering never ran here: the report's own record waits on them).
+    plan = {line.name: line.state for line in plan_lines(build_steps(opts), str(out))}
+    assert plan["report"] == "may run: after cluster, sweep" and plan["scores_merged"] == "up to date"
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest["steps"]["report"]["options"] = {"title": "AuditoryHuM run"}
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    plan = {line.name: line.state for line in plan_lines(build_steps(opts), str(out))}
+    assert plan["report"] == "runs: options changed: run_manifest" and plan["merge"] == "up to date"
