@@ -641,7 +641,7 @@ def silhouette_of_groups(groups, labels: np.ndarray, cache=None) -> Optional[flo
     and time at any N. Distances are scikit-learn's (``|x|^2 + |y|^2 - 2 x.y``, with the
     rounding noise it leaves between copies of a row).
     """
-    from auditoryhum.clustering.k_sweep import partition_silhouette, sklearn_distances_transposed
+    from auditoryhum.clustering.silhouette import partition_silhouette, sklearn_distances_transposed
 
     dt = np.float32 if groups.rows.dtype == np.float32 else np.float64
     dist_t = sklearn_distances_transposed(groups.rows, dt == np.float32)

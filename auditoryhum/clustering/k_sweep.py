@@ -45,6 +45,8 @@ from auditoryhum import recipe
 from auditoryhum.clustering.algorithms import (KMEANS_PARAMS, SEED, all_identical, check_scale, identical_warning,
                                                spectral_embedding, validate_rows)
 from auditoryhum.clustering.ward import WARD_ALL_ROWS_MAX, distinct_rows, ward_cut, ward_linkage, ward_tree  # noqa: F401  (re-exported)
+from auditoryhum.clustering.silhouette import (BLOCK_ROWS, finish_silhouette, partition_silhouette,
+                                                silhouette_dtype, sklearn_distances_transposed)
 from auditoryhum.errors import ParameterError, UserError
 from auditoryhum.errors import MentionError, mention
 from auditoryhum.io.artefacts import DECISION_FORMAT, DECISION_VERSION
@@ -58,8 +60,6 @@ ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 _GIB = 2.0**30
 #: The Ward sweep works on groups of identical rows when at most this share of rows is distinct.
 DISTINCT_MAX_SHARE = 0.5
-# Rows of the distance matrix computed per BLAS call: bounds the float64 temporaries.
-_BLOCK_ROWS = 2048
 
 
 @dataclass
@@ -207,14 +207,14 @@ def ward_memory_bytes(n_rows: int, n_distinct: int, n_silhouette_rows: int, n_k:
         if n_distinct < n_rows:
             tree = max(tree, condensed + 8 * n_distinct * n_distinct)
     r = n_silhouette_rows
-    silhouette = 16 * r * r + 8 * r * (n_k + 1) + 16 * min(r, _BLOCK_ROWS) * r + 24 * n_rows
+    silhouette = 16 * r * r + 8 * r * (n_k + 1) + 16 * min(r, BLOCK_ROWS) * r + 24 * n_rows
     return int(max(tree, silhouette))
 
 
 def refit_memory_bytes(n_distinct: int, n_k: int) -> int:
     """Peak bytes of the silhouette part of :func:`sweep_refit`."""
     r = n_distinct
-    return int(8 * r * r + 16 * min(r, _BLOCK_ROWS) * r + 24 * r * max(n_k, 2))
+    return int(8 * r * r + 16 * min(r, BLOCK_ROWS) * r + 24 * r * max(n_k, 2))
 
 
 def largest_ward_rows(budget_bytes: float) -> int:
@@ -228,58 +228,6 @@ def _gib(nbytes: float) -> str:
 
 # ---------------------------------------------------------------------------------------
 # distances and distinct rows
-
-
-def sklearn_distances_transposed(rows: np.ndarray, float32: bool) -> np.ndarray:
-    """Euclidean distances between ``rows`` computed as scikit-learn's silhouette computes them.
-
-    scikit-learn uses ``|x|^2 - 2 x.y + |y|^2`` (float32 input: in float64, rounded to float32
-    before the square root). Entry ``[v, u]`` of the returned float64 array is the distance
-    from row ``u`` to row ``v``, so that a cluster's summed distances are a contiguous row
-    slice. The diagonal holds the distance scikit-learn computes between two *different*
-    copies of a row (0 or rounding noise of order 1e-8), which is what duplicates see.
-    """
-    V = np.ascontiguousarray(rows, dtype=np.float64)
-    norms = np.einsum("ij,ij->i", V, V)  # sklearn.utils.extmath.row_norms(V, squared=True)
-    n = V.shape[0]
-    out = np.empty((n, n), dtype=np.float64)
-    for start in range(0, n, _BLOCK_ROWS):
-        stop = min(n, start + _BLOCK_ROWS)
-        d = -2 * (V[start:stop] @ V.T)  # d[v, u] = -2 <v, u>
-        d += norms[np.newaxis, :]  # + |u|^2 first: scikit-learn adds the row's own norm first
-        d += norms[start:stop, np.newaxis]
-        if float32:
-            d = d.astype(np.float32)
-        np.maximum(d, 0, out=d)
-        np.sqrt(d, out=d)
-        out[start:stop] = d
-    return out
-
-
-def _silhouette_dtype(X: np.ndarray):
-    # scikit-learn keeps float32 distances for float32 input and uses float64 otherwise.
-    return np.float32 if X.dtype == np.float32 else np.float64
-
-
-def _finish_silhouette(intra_sum, own_count, inter, dt) -> np.ndarray:
-    """Per-row silhouette from summed intra-cluster distances, in scikit-learn's arithmetic."""
-    intra = np.asarray(intra_sum).astype(dt)
-    # A one-row cluster has no intra-cluster distances (scikit-learn: 0 / 0, then 0); the
-    # running sums can leave rounding residue there instead of an exact 0.
-    intra[own_count == 1] = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        intra /= own_count - 1
-        s = inter - intra
-        s /= np.maximum(intra, inter)
-    return np.nan_to_num(s)
-
-
-def _cluster_means(sums, counts, dt):
-    """``sum / count`` per cluster in scikit-learn's arithmetic (sums rounded to ``dt`` first);
-    inf for clusters with no rows."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = (np.asarray(sums).astype(dt) / counts).astype(dt, copy=False)
-    return np.where(np.asarray(counts) == 0, dt(np.inf), means)
 
 
 # ---------------------------------------------------------------------------------------
@@ -444,7 +392,7 @@ def sweep_ward(
     n = groups.n_rows
     _check_range(k_min, k_max, n)
     sample = _check_sample(sample, n, k_max)
-    dt = _silhouette_dtype(groups.rows)
+    dt = silhouette_dtype(groups.rows)
     notes: List[str] = []
     warns: List[str] = []
 
@@ -775,7 +723,7 @@ class _WardState:
         r = np.arange(self.ws.shape[0])
         intra_sum = self.sums[self.own, r] - self.eps  # a row is not its own neighbour
         own_count = self.n_sil[self.own]
-        return _finish_silhouette(intra_sum, own_count, self.inter, self.dt)
+        return finish_silhouette(intra_sum, own_count, self.inter, self.dt)
 
     def ch_db(self, k) -> Tuple[float, float]:
         within = self.within[:k].sum()
@@ -793,41 +741,6 @@ class _WardState:
 
 # ---------------------------------------------------------------------------------------
 # k-means and spectral: one fit per k
-
-
-def partition_silhouette(
-    dist_t: np.ndarray, inverse: np.ndarray, counts: np.ndarray, labels: np.ndarray, dt
-) -> Optional[float]:
-    """Mean silhouette of ``labels`` from the distinct-row distances ``dist_t`` (see
-    :func:`sklearn_distances_transposed`), in scikit-learn's arithmetic.
-
-    Returns nan when fewer than 2 or more than N - 1 labels are used, and ``None`` when some
-    identical rows carry different labels (the caller then uses scikit-learn directly).
-    """
-    from scipy import sparse
-
-    n_distinct = counts.shape[0]
-    first = np.full(n_distinct, -1, dtype=np.intp)
-    first[inverse[::-1]] = np.arange(inverse.shape[0])[::-1]
-    group_labels = labels[first]
-    if not np.array_equal(group_labels[inverse], labels):
-        return None
-    values, group_labels = np.unique(group_labels, return_inverse=True)
-    n_labels = values.shape[0]
-    if n_labels < 2 or n_labels > inverse.shape[0] - 1:
-        return math.nan
-    members = sparse.csr_matrix(
-        (counts.astype(np.float64), (group_labels, np.arange(n_distinct))), shape=(n_labels, n_distinct)
-    )
-    sums = members @ dist_t  # sums[c, u]
-    cluster_size = np.bincount(group_labels, weights=counts, minlength=n_labels)
-    r = np.arange(n_distinct)
-    intra_sum = sums[group_labels, r] - np.diagonal(dist_t)
-    means = _cluster_means(sums, cluster_size[:, None], dt)
-    means[group_labels, r] = np.inf
-    inter = means.min(axis=0)
-    s = _finish_silhouette(intra_sum, cluster_size[group_labels], inter, dt)
-    return float(np.mean(s.astype(dt, copy=False)[inverse]))
 
 
 def sweep_refit(
@@ -877,7 +790,7 @@ def sweep_refit(
         space = spectral_embedding(X, notes, cache)
     else:
         space = X
-    dt = _silhouette_dtype(space)
+    dt = silhouette_dtype(space)
     distinct, inverse, counts = distinct_rows(space)
     n_distinct = distinct.shape[0]
     n_k = k_max - k_min + 1
@@ -972,7 +885,7 @@ def _sweep_kmeans_weighted(groups, k_min, k_max, memory_budget, progress, cache)
                             f"{n_distinct} clusters: choose k_min <= {n_distinct}")
         notes.append(f"the sweep stops at k = {n_distinct}, the number of distinct rows")
         k_max = n_distinct
-    dt = _silhouette_dtype(groups.rows)
+    dt = silhouette_dtype(groups.rows)
     if memory_budget is not None:
         need = refit_memory_bytes(n_distinct, k_max - k_min + 1)
         if need > memory_budget:

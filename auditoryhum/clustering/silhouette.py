@@ -402,3 +402,97 @@ def silhouette_score_distinct(space: np.ndarray, labels, working_memory_mib: flo
         cd /= freqs
         inter[lo:hi] = cd.min(axis=1)
     return float(np.mean(_finish(intra, inter, enc, freqs)))
+
+
+# ---------------------------------------------------------------------------------------
+# distinct rows with multiplicities (the sweep, and clusterings above 20,000 rows)
+
+#: Rows of the distance matrix computed per BLAS call: bounds the float64 temporaries.
+BLOCK_ROWS = 2048
+
+
+def sklearn_distances_transposed(rows: np.ndarray, float32: bool) -> np.ndarray:
+    """Euclidean distances between ``rows`` computed as scikit-learn's silhouette computes them.
+
+    scikit-learn uses ``|x|^2 - 2 x.y + |y|^2`` (float32 input: in float64, rounded to float32
+    before the square root). Entry ``[v, u]`` of the returned float64 array is the distance
+    from row ``u`` to row ``v``, so that a cluster's summed distances are a contiguous row
+    slice. The diagonal holds the distance scikit-learn computes between two *different*
+    copies of a row (0 or rounding noise of order 1e-8), which is what duplicates see.
+    """
+    V = np.ascontiguousarray(rows, dtype=np.float64)
+    norms = np.einsum("ij,ij->i", V, V)  # sklearn.utils.extmath.row_norms(V, squared=True)
+    n = V.shape[0]
+    out = np.empty((n, n), dtype=np.float64)
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(n, start + BLOCK_ROWS)
+        d = -2 * (V[start:stop] @ V.T)  # d[v, u] = -2 <v, u>
+        d += norms[np.newaxis, :]  # + |u|^2 first: scikit-learn adds the row's own norm first
+        d += norms[start:stop, np.newaxis]
+        if float32:
+            d = d.astype(np.float32)
+        np.maximum(d, 0, out=d)
+        np.sqrt(d, out=d)
+        out[start:stop] = d
+    return out
+
+
+def silhouette_dtype(X: np.ndarray):
+    # scikit-learn keeps float32 distances for float32 input and uses float64 otherwise.
+    return np.float32 if X.dtype == np.float32 else np.float64
+
+
+def finish_silhouette(intra_sum, own_count, inter, dt) -> np.ndarray:
+    """Per-row silhouette from summed intra-cluster distances, in scikit-learn's arithmetic."""
+    intra = np.asarray(intra_sum).astype(dt)
+    # A one-row cluster has no intra-cluster distances (scikit-learn: 0 / 0, then 0); the
+    # running sums can leave rounding residue there instead of an exact 0.
+    intra[own_count == 1] = 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        intra /= own_count - 1
+        s = inter - intra
+        s /= np.maximum(intra, inter)
+    return np.nan_to_num(s)
+
+
+def cluster_means(sums, counts, dt):
+    """``sum / count`` per cluster in scikit-learn's arithmetic (sums rounded to ``dt`` first);
+    inf for clusters with no rows."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = (np.asarray(sums).astype(dt) / counts).astype(dt, copy=False)
+    return np.where(np.asarray(counts) == 0, dt(np.inf), means)
+
+
+def partition_silhouette(
+    dist_t: np.ndarray, inverse: np.ndarray, counts: np.ndarray, labels: np.ndarray, dt
+) -> Optional[float]:
+    """Mean silhouette of ``labels`` from the distinct-row distances ``dist_t`` (see
+    :func:`sklearn_distances_transposed`), in scikit-learn's arithmetic.
+
+    Returns nan when fewer than 2 or more than N - 1 labels are used, and ``None`` when some
+    identical rows carry different labels (the caller then uses scikit-learn directly).
+    """
+    from scipy import sparse
+
+    n_distinct = counts.shape[0]
+    first = np.full(n_distinct, -1, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(inverse.shape[0])[::-1]
+    group_labels = labels[first]
+    if not np.array_equal(group_labels[inverse], labels):
+        return None
+    values, group_labels = np.unique(group_labels, return_inverse=True)
+    n_labels = values.shape[0]
+    if n_labels < 2 or n_labels > inverse.shape[0] - 1:
+        return math.nan
+    members = sparse.csr_matrix(
+        (counts.astype(np.float64), (group_labels, np.arange(n_distinct))), shape=(n_labels, n_distinct)
+    )
+    sums = members @ dist_t  # sums[c, u]
+    cluster_size = np.bincount(group_labels, weights=counts, minlength=n_labels)
+    r = np.arange(n_distinct)
+    intra_sum = sums[group_labels, r] - np.diagonal(dist_t)
+    means = cluster_means(sums, cluster_size[:, None], dt)
+    means[group_labels, r] = np.inf
+    inter = means.min(axis=0)
+    s = finish_silhouette(intra_sum, cluster_size[group_labels], inter, dt)
+    return float(np.mean(s.astype(dt, copy=False)[inverse]))
