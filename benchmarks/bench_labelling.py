@@ -28,7 +28,9 @@ batched run on the same weights, and the labels compared. ``--vllm`` starts a vL
 ``.venv-vllm`` (``tools/ensure_vllm_env.sh``) on loopback for each family measured, with the tiny
 models built the way vLLM's CPU attention needs them (text heads of 32), and stops it after;
 ``--server URL`` uses a running server (a GPU node: give the family's ``--<family>_model`` as the
-local copy of the weights and ``--served_model`` if the server names it otherwise).
+local copy of the weights and ``--served_model`` if the server names it otherwise). The servers
+``--vllm`` starts keep no processor or prefix cache: the repeats send the same clips again, which
+a real run never does; start a ``--server`` the same way for a fair comparison.
 
 Usage: .venv/bin/python benchmarks/bench_labelling.py [--clips 16] [--seconds 10] [--batch_size 8]
        .venv/bin/python benchmarks/bench_labelling.py --vllm --families qwen2a --clips 64
@@ -214,8 +216,11 @@ def main() -> None:
             # One server at a time, stopped before the next family's (a 2-core machine holds one).
             # The Omni families' requests trim the clip's features (mm_processor_kwargs), which
             # vLLM takes only with --trust-request-mm-kwargs; without, it pads every clip to 300 s.
+            # No processor cache and no prefix cache: the repeats send the same clips again, which
+            # a real run never does, and a cache hit would skip the audio work.
+            no_cache = ["--mm-processor-cache-gb", "0", "--no-enable-prefix-caching"]
             with VLLMServer(source, Path(folder) / f"vllm-{key}.log", 4096 if omni else 2048,
-                            extra=["--trust-request-mm-kwargs"] if omni else []) as server:
+                            extra=no_cache + (["--trust-request-mm-kwargs"] if omni else [])) as server:
                 result = measure_server(key, server.url, source, clips, args.concurrency, args.repeats)
                 if omni:
                     untrimmed = measure_server(key, server.url, source, clips, args.concurrency, args.repeats, trim=False)

@@ -220,6 +220,18 @@ def test_format_regex_word_pairs_constrains_every_answer(tmp_path, servers, qwen
     assert "answers constrained to" in proc.stderr
 
 
+def test_captions_through_a_qwen_server_say_that_its_template_adds_a_system_turn(tmp_path, servers, qwen2a, clips):
+    """``--task caption`` sends no system turn; Qwen's ChatML template then writes its default
+    one on the server, which the local route removes: the run says so (the labels can differ)."""
+    server = servers.serving(qwen2a)
+    out = tmp_path / "captions.csv"
+    proc = _via_server("qwen2a", server, clips, out, "--task", "caption")
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 8
+    assert ("warning: with no system prompt, the Qwen2-Audio chat template on the server writes its default system "
+            "turn ('You are a helpful assistant.'), which the local route leaves out") in proc.stderr
+
+
 def test_unreachable_server_is_one_line_within_seconds(tmp_path, qwen2a, clips):
     port = free_port()  # nothing listens there
     started = time.monotonic()
@@ -339,3 +351,41 @@ def test_every_family_labels_equal_the_transformers_route(tmp_path, servers, tin
         assert out.read_bytes() == reference.read_bytes()
     refused = "the server refuses per-request processor options" in proc.stderr
     assert refused == (family == "qwen2_5o")
+
+
+# ---------------------------------------------------------------------------------------
+# a text-only chat model: no audio input; a plain namer
+
+
+@pytest.fixture(scope="module")
+def text_chat(tiny_base):
+    from tiny_mllm_models import build_text_chat
+
+    return build_text_chat(tiny_base / "text_chat")
+
+
+def test_a_server_without_audio_input_is_one_line_before_any_work(tmp_path, servers, text_chat, clips):
+    server = servers.serving(text_chat)
+    started = time.monotonic()
+    proc = _via_server("qwen2a", server, clips, tmp_path / "x.csv")
+    assert time.monotonic() - started < 30
+    assert_one_line_error(proc, f"--qwen2a_model '{server.model}' on {server.url} does not take audio input (HTTP 400",
+                          "serve an audio model with audio input allowed")
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / ".x.csv.journal").exists()
+
+
+def test_a_plain_chat_model_names_clusters_as_the_transformers_route(tmp_path, servers, text_chat):
+    server = servers.serving(text_chat)
+    labels, scores = tmp_path / "clusters.csv", tmp_path / "scores.csv"
+    names = ["dog barking", "rain falling", "traffic noise", "birds chirping", "people talking"]
+    labels.write_text("".join(f"{k % 3}\n" for k in range(10)))
+    scores.write_text("".join(f"{k}, /x/c{k}.wav, {names[k % 5]}, 0.5\n" for k in range(10)))
+    common = ["--label_csv", labels, "--top_label_scores_csv", scores, "--model", server.model]
+    local = run_script("composite_label.py", *common, "--taxonomy_csv", tmp_path / "local.csv", "--device", "cpu")
+    remote = run_script("composite_label.py", *common, "--taxonomy_csv", tmp_path / "remote.csv", "--server", server.url,
+                        "--concurrency", "3", env={"AUDITORYHUM_SERVER_API_KEY": API_KEY})
+    assert remote.returncode == local.returncode, local.stderr + remote.stderr
+    assert (tmp_path / "remote.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("local", "remote"))
+    assert [c["answer"] for c in a["clusters"]] == [c["answer"] for c in b["clusters"]]
+    assert [c["prompt"] for c in a["clusters"]] == [c["prompt"] for c in b["clusters"]]

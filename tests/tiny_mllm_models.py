@@ -465,6 +465,37 @@ def build_gemma3n(folder, seed: int = 0, vllm: bool = False) -> Dict[str, Path]:
     return _save_variants(model, processor, folder, "gemma3n", end)
 
 
+# ChatML, as Qwen2.5-Instruct writes it (a text-only chat model has no processor template).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_text_chat(folder, seed: int = 0) -> Path:
+    """A tiny text-only ``Qwen2ForCausalLM`` chat model (ChatML template, text heads of 32, so
+    vLLM can serve it) in ``folder``: a server without audio input, and a plain namer."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _qwen_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], {})
+    tokenizer.chat_template = CHATML_TEMPLATE
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         max_position_embeddings=2048, tie_word_embeddings=False, initializer_range=RANDOM_INIT_STD,
+                         **VLLM_TEXT_HEADS)
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).eval()
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config = GenerationConfig(eos_token_id=[end, tokenizer.pad_token_id], pad_token_id=tokenizer.pad_token_id)
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder
+
+
 BUILDERS = {
     "qwen2a": build_qwen2_audio,
     "qwen2_5o": build_qwen2_5_omni,

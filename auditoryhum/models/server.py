@@ -198,9 +198,10 @@ def scrub(text: str, secret: Optional[str]) -> str:
 
 
 def one_line(text: Any, limit: int = _MESSAGE_LIMIT) -> str:
-    """Whitespace collapsed, cut to ``limit`` characters."""
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """Whitespace collapsed, cut to ``limit`` characters (a server's multi-line or HTML answer)."""
+    from auditoryhum.models.gemini import one_line as _one_line  # one definition of the rule
+
+    return _one_line(str(text), limit)
 
 
 # ---------------------------------------------------------------------------------------
@@ -679,6 +680,14 @@ def run_server_labelling(family_key: str, settings: ServerSettings, paths: Seque
     del silence
     served = client.served[settings.urls[0]]
     client.close()
+    if not system_prompt and family.key != "gemma3n":
+        from auditoryhum.console import warn
+
+        # The local route removes the default system turn a ChatML template writes when a
+        # conversation has none (families.drop_default_system_turn); a server renders it.
+        warn(f"with no system prompt, the {family.title} chat template on the server writes its default system turn "
+             f"('You are a helpful assistant.'), which the local route leaves out: these labels can differ from "
+             f"the local route's")
     _, key_from = resolve_api_key()
     servers = ", ".join(settings.urls)
     note(f"labelling {len(paths)} clips with {settings.model!r} on {servers} ({settings.concurrency} in flight"
