@@ -106,21 +106,23 @@ def chain(folder: Path, n_rows: int, n_distinct: int, st_model: str, check_sklea
                                     "composite_stats")
     check = None
     if check_sklearn:
-        from sklearn.cluster import AgglomerativeClustering
-        from sklearn.metrics import silhouette_score
-
-        from auditoryhum.io.artefacts import read_cluster_ids
-
-        X = np.load(folder / "st.npy")
-        ours = read_cluster_ids(str(folder / "ids.csv"))
-        t = time.perf_counter()
-        reference = AgglomerativeClustering(n_clusters=chosen, linkage="ward").fit_predict(X)
-        sil_ref = float(silhouette_score(X, reference))
-        pairs = set(zip(ours.tolist(), reference.tolist()))
-        same = len(pairs) == len(set(ours.tolist())) == len(set(reference.tolist()))
+        # In a process of its own: the benchmark's own process stays small, since a child's peak
+        # RSS as the kernel reports it starts from its parent's size at the fork.
+        code = ("import json, sys, time, numpy as np; from sklearn.cluster import AgglomerativeClustering;"
+                "from sklearn.metrics import silhouette_score; from auditoryhum.io.artefacts import read_cluster_ids;"
+                "folder, k = sys.argv[1], int(sys.argv[2]); X = np.load(folder + '/st.npy');"
+                "ours = read_cluster_ids(folder + '/ids.csv'); t = time.perf_counter();"
+                "ref = AgglomerativeClustering(n_clusters=k, linkage='ward').fit_predict(X);"
+                "print(json.dumps({'ids': ours.tolist() == ref.tolist(), 'pairs': len(set(zip(ours.tolist(), ref.tolist()))),"
+                "'ours': len(set(ours.tolist())), 'ref': len(set(ref.tolist())), 'sil': float(silhouette_score(X, ref)),"
+                "'seconds': time.perf_counter() - t}))")
+        out = subprocess.run([sys.executable, "-c", code, str(folder), str(chosen)], cwd=REPO, capture_output=True,
+                             text=True, check=True)
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        same = got["pairs"] == got["ours"] == got["ref"]
         printed = [line for line in (folder / "ag.log").read_text().splitlines() if line.startswith("Silhouette Score")]
         sil_ours = float(printed[-1].split()[-1]) if printed else float("nan")
-        check = (same, bool(np.array_equal(ours, reference)), abs(sil_ours - sil_ref), time.perf_counter() - t)
+        check = (same, got["ids"], abs(sil_ours - got["sil"]), got["seconds"])
     return used, chosen, steps, check
 
 

@@ -44,6 +44,10 @@ ALIASES = {
     "BITS_CHOICES": [("auditoryhum.stages.resample", "BITS_CHOICES")],
     "RESAMPLER_CHOICES": [("auditoryhum.resample", "RESAMPLERS")],
     "DEFAULT_RESAMPLER": [("auditoryhum.resample", "DEFAULT_RESAMPLER")],
+    **{name: [("auditoryhum.models.server", name)] for name in (
+        "SERVER_CONCURRENCY", "SERVER_TIMEOUT_S", "SERVER_CHECK_TIMEOUT_S", "SERVER_MAX_RETRIES",
+        "SERVER_RETRY_BASE_DELAY_S", "SERVER_MAX_CONSECUTIVE_FAILURES", "SERVER_API_KEY_ENV_VARS",
+        "FORMAT_REGEX_PRESETS")},
 }
 # Defaults still defined twice (none now); each must equal ours until switched to an import.
 STILL_DEFINED_TWICE = {}
