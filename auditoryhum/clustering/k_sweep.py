@@ -838,13 +838,15 @@ def sweep_refit(
         ch[i] = float(calinski_harabasz_score(space, labels))
         db[i] = float(davies_bouldin_score(space, labels))
     if fewer:
-        warns.append(
-            f"k-means found fewer distinct clusters than asked for {len(fewer)} value(s) of k "
-            f"(from k = {fewer[0]}; duplicate rows); their scores are those of the clusters found"
-        )
+        warns.append(_fewer_clusters_warning(fewer))
     if fallback:
         notes.append(f"{fallback} partition(s) split identical rows; their silhouette was computed by scikit-learn directly")
     return SweepResult(algorithm, ks, sil, ch, db, singles, n, n_distinct, sample, notes, warns)
+
+
+def _fewer_clusters_warning(fewer: Sequence[int]) -> str:
+    return (f"k-means found fewer distinct clusters than asked for {len(fewer)} value(s) of k "
+            f"(from k = {fewer[0]}; duplicate rows); their scores are those of the clusters found")
 
 
 def weighted_ch_db(rows: np.ndarray, counts: np.ndarray, labels: np.ndarray, n_rows: int) -> Tuple[float, float]:
@@ -914,10 +916,7 @@ def _sweep_kmeans_weighted(groups, k_min, k_max, memory_budget, progress, cache)
         ch[i], db[i] = weighted_ch_db(groups.rows, groups.counts, labels_d, n)
     warns: List[str] = []
     if fewer:
-        warns.append(
-            f"k-means found fewer distinct clusters than asked for {len(fewer)} value(s) of k "
-            f"(from k = {fewer[0]}; duplicate rows); their scores are those of the clusters found"
-        )
+        warns.append(_fewer_clusters_warning(fewer))
     return SweepResult("kmeans", ks, sil, ch, db, singles, n, n_distinct, None, notes, warns)
 
 
