@@ -58,8 +58,10 @@ DEFAULT_K_MIN = recipe.SWEEP_K_MIN
 DEFAULT_K_MAX = recipe.SWEEP_K_MAX
 ALGORITHMS = ("ag", "kmeans", "spectral", "spec_ag")
 _GIB = 2.0**30
-#: The Ward sweep works on groups of identical rows when at most this share of rows is distinct.
-DISTINCT_MAX_SHARE = 0.5
+#: Below WARD_ALL_ROWS_MAX rows, the Ward sweep takes rows one by one instead of as groups of
+#: identical rows when more than this share of them is distinct (a few chance copies). Not
+#: silhouette.DISTINCT_MAX_SHARE, which decides a different route of the single-k silhouette.
+ROW_BY_ROW_DISTINCT_SHARE = 0.5
 
 
 @dataclass
@@ -441,7 +443,7 @@ def sweep_ward(
     if route == "all-rows":
         Z = ward_tree(X if X is not None else groups.expand(), cache)
         tree = _group_tree(Z, inverse, n_distinct)
-        few_copies = n_distinct < n and n_distinct > DISTINCT_MAX_SHARE * n
+        few_copies = n_distinct < n and n_distinct > ROW_BY_ROW_DISTINCT_SHARE * n
         if tree is None or few_copies:
             if tree is None:
                 # Distinct rows at distance 0 (underflow): work row by row, which is always exact.
